@@ -1,0 +1,242 @@
+"""Every setting the service reads, and the only module that reads the environment.
+
+All values are optional. A value that does not validate is replaced by its default
+and recorded as a warning, so no configuration can stop the process from starting.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core.core_schema import ValidatorFunctionWrapHandler
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_NAME = "todo-backend"
+APP_VERSION = "1.0.0"
+
+FallbackPolicy = Literal["auto", "invalid-only", "never"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["text", "json"]
+
+logger = logging.getLogger(__name__)
+
+# Fields whose raw value must never be echoed in a warning.
+_SECRET_FIELDS = frozenset({"database_url", "pgpassword", "better_auth_secret"})
+# Choices are matched case-insensitively: `DATABASE_FALLBACK=Never` means never.
+_CHOICE_FIELDS = frozenset({"database_fallback", "log_level", "log_format"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
+        populate_by_name=True,
+        str_strip_whitespace=False,
+    )
+
+    # Primary database. Kept raw: the resolver owns cleaning and validation.
+    database_url: str | None = None
+    pghost: str | None = None
+    pgport: str | None = None
+    pguser: str | None = None
+    pgpassword: str | None = None
+    pgdatabase: str | None = None
+    pgsslmode: str | None = None
+
+    database_fallback: FallbackPolicy = "auto"
+    sqlite_path: str | None = None
+    fallback_database_url: str | None = None
+    database_connect_timeout: float = Field(default=5.0, ge=0.5, le=60)
+    database_statement_timeout: float = Field(default=15.0, ge=1, le=600)
+    database_startup_retries: int = Field(default=3, ge=0, le=5)
+    database_retry_delay_ms: int = Field(default=500, ge=100, le=5000)
+    database_pool_size: int = Field(default=5, ge=1, le=100)
+    database_max_overflow: int = Field(default=10, ge=0, le=100)
+    database_echo: bool = False
+
+    better_auth_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("better_auth_secret", "jwt_secret")
+    )
+    better_auth_jwks_url: str | None = None
+    cors_origins: str = "*"
+
+    port: int = Field(default=7860, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+    forwarded_allow_ips: str = "*"
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
+
+    # Facts about where we run, read here so no other module touches os.environ.
+    space_id: str | None = None
+    home: str | None = None
+
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _tolerate_invalid_values(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Settings:
+        warnings: list[str] = []
+        if isinstance(data, dict):
+            data = dict(data)
+            for name, field in cls.model_fields.items():
+                key = _present_key(data, name, field)
+                if key is None:
+                    continue
+                if name in _CHOICE_FIELDS and isinstance(data[key], str):
+                    data[key] = data[key].strip().lower()
+                try:
+                    _field_adapter(cls, name).validate_python(data[key])
+                except ValidationError as exc:
+                    del data[key]
+                    warnings.append(_describe_invalid(name, field, exc))
+        model: Settings = handler(data)
+        model._warnings.extend(warnings)
+        return model
+
+    # -- derived values ----------------------------------------------------
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(self._warnings)
+
+    @property
+    def on_space(self) -> bool:
+        return bool(self.space_id)
+
+    @property
+    def home_dir(self) -> Path | None:
+        return Path(self.home) if self.home else None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        return origins or ["*"]
+
+    @property
+    def sqlite_path_setting(self) -> str | None:
+        """`SQLITE_PATH`, else the path inside `FALLBACK_DATABASE_URL=sqlite:///…`."""
+        if self.sqlite_path and self.sqlite_path.strip():
+            return self.sqlite_path.strip()
+        url = (self.fallback_database_url or "").strip().strip("'\"")
+        if url.lower().startswith("sqlite:///"):
+            return url[len("sqlite:///") :] or None
+        if url:
+            self._warnings.append(
+                "FALLBACK_DATABASE_URL is not a sqlite:///path URL and is ignored; "
+                "use SQLITE_PATH to choose the SQLite file."
+            )
+        return None
+
+    @cached_property
+    def primary_url_input(self) -> tuple[str | None, str]:
+        """The raw primary URL and where it came from (for messages)."""
+        if self.database_url is not None and self.database_url.strip():
+            return self.database_url, "DATABASE_URL"
+        if self.pghost and self.pghost.strip():
+            return _url_from_libpq_env(self), "PGHOST/PGUSER/PGPASSWORD/PGDATABASE"
+        return self.database_url, "DATABASE_URL"
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        """Values that must be redacted wherever they might be printed."""
+        values = [self.pgpassword or ""]
+        if self.better_auth_secret is not None:
+            values.append(self.better_auth_secret.get_secret_value())
+        return tuple(v for v in values if v)
+
+
+def _present_key(data: dict[str, Any], name: str, field: FieldInfo) -> str | None:
+    candidates = [name]
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        candidates.extend(str(c) for c in alias.choices)
+    elif isinstance(alias, str):
+        candidates.append(alias)
+    for key in candidates:
+        if key in data:
+            return key
+    return None
+
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
+def _field_adapter(cls: type[Settings], name: str) -> TypeAdapter[Any]:
+    adapter = _ADAPTERS.get(name)
+    if adapter is None:
+        field = cls.model_fields[name]
+        annotation: Any = field.annotation
+        if field.metadata:
+            annotation = Annotated[(annotation, *field.metadata)]
+        adapter = TypeAdapter(annotation)
+        _ADAPTERS[name] = adapter
+    return adapter
+
+
+def _describe_invalid(name: str, field: FieldInfo, exc: ValidationError) -> str:
+    env = name.upper()
+    reason = exc.errors()[0].get("msg", "invalid value") if exc.errors() else "invalid value"
+    default = field.default
+    if name in _SECRET_FIELDS:
+        return f"{env} is invalid ({reason}); it is ignored."
+    return f"{env} is invalid ({reason}); using the default {default!r}."
+
+
+def _url_from_libpq_env(settings: Settings) -> str:
+    """Build a PostgreSQL URL from the libpq variables, percent-encoding each part."""
+    host = (settings.pghost or "").strip()
+    user = (settings.pguser or "").strip()
+    password = settings.pgpassword or ""
+    database = (settings.pgdatabase or "").strip() or user
+    port = (settings.pgport or "").strip()
+
+    userinfo = ""
+    if user:
+        userinfo = quote(user, safe="")
+        if password:
+            userinfo += ":" + quote(password, safe="")
+        userinfo += "@"
+    query: list[str] = []
+    if host.startswith("/"):
+        # A socket directory cannot sit in the authority part of a URL.
+        query.append("host=" + quote(host, safe="/"))
+        netloc = userinfo
+    else:
+        netloc = userinfo + host + (f":{port}" if port else "")
+    if host.startswith("/") and port:
+        query.append("port=" + quote(port, safe=""))
+    if settings.pgsslmode and settings.pgsslmode.strip():
+        query.append("sslmode=" + quote(settings.pgsslmode.strip(), safe=""))
+    url = f"postgresql://{netloc}/{quote(database, safe='')}"
+    return url + ("?" + "&".join(query) if query else "")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and `.env`); never raises."""
+    try:
+        return Settings(**overrides)
+    except Exception as exc:  # noqa: BLE001 - a settings source failing must not stop start-up
+        reason = type(exc).__name__
+    try:
+        settings = Settings(_env_file=None, **overrides)
+    except Exception:  # noqa: BLE001
+        settings = Settings.model_construct()
+    settings._warnings.append(f"The .env file could not be read ({reason}); it is ignored.")
+    return settings
