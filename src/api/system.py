@@ -1,0 +1,116 @@
+"""System endpoints (no auth): liveness, readiness and what database is in use and why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from src.core.errors import error_body
+from src.database.manager import ConnectionState, DatabaseManager
+from src.database.session import get_manager
+
+router = APIRouter(tags=["system"])
+ManagerDep = Annotated[DatabaseManager, Depends(get_manager)]
+
+
+def database_type(manager: DatabaseManager) -> str | None:
+    engine = manager.engine
+    if engine is None:
+        return None
+    backend = engine.url.get_backend_name()
+    return "mysql" if backend == "mariadb" else backend
+
+
+def health_status(manager: DatabaseManager) -> str:
+    state = manager.state
+    if state is ConnectionState.PRIMARY_CONNECTED:
+        return "healthy"
+    # SQLite is the intended database when nothing else is configured.
+    if state is ConnectionState.FALLBACK_CONNECTED and not manager.resolution.present:
+        return "healthy"
+    return "degraded"
+
+
+def database_report(manager: DatabaseManager) -> dict[str, Any]:
+    status = manager.status
+    resolution = manager.resolution
+    engine = manager.engine
+    sqlite = status.sqlite
+    failure = status.last_failure
+    persistent: bool | None
+    if status.using_fallback and sqlite is not None:
+        persistent = sqlite.persistent
+    elif engine is not None or resolution.ok:
+        persistent = True  # a server database keeps its data
+    else:
+        persistent = None
+    return {
+        "primary_url_present": resolution.present,
+        "primary_url": resolution.masked_url(),
+        "primary_source": resolution.source,
+        "current_driver": engine.url.drivername if engine is not None else None,
+        "database_type": database_type(manager),
+        "fallback_enabled": manager.settings.database_fallback != "never",
+        "fallback_policy": manager.settings.database_fallback,
+        "fallback_active": status.using_fallback,
+        "fallback_reason": status.fallback_reason,
+        "connection_state": status.state.value,
+        "state_reason": status.reason,
+        "ready": manager.ready,
+        "validation_errors": list(resolution.errors),
+        "repairs": list(resolution.repairs),
+        "sqlite_path": (str(sqlite.path) if sqlite.path else ":memory:") if sqlite else None,
+        "sqlite_location": sqlite.source if sqlite else None,
+        "sqlite_rejected": list(sqlite.rejected) if sqlite else [],
+        "persistent": persistent,
+        "persistence_note": sqlite.persistence_note if sqlite else None,
+        "last_error": failure.describe() if failure else None,
+        "last_error_kind": failure.kind.value if failure else None,
+        "last_connection_attempt": (
+            status.last_attempt_at.isoformat() if status.last_attempt_at else None
+        ),
+        "connection_attempts_count": status.attempts,
+        "migrated_revision": status.migrated_revision,
+        "settings_warnings": list(manager.settings.warnings),
+        "history": list(status.history),
+    }
+
+
+@router.api_route("/health", methods=["GET", "HEAD"], summary="Liveness")
+async def health(manager: ManagerDep) -> JSONResponse:
+    body = {
+        "status": health_status(manager),
+        "timestamp": datetime.now(UTC).isoformat(),
+        "database_status": manager.state.value,
+        "database_type": database_type(manager),
+        "fallback_active": manager.status.using_fallback,
+    }
+    code = 503 if manager.state is ConnectionState.CONNECTION_ERROR else 200
+    return JSONResponse(body, code)
+
+
+@router.api_route("/ready", methods=["GET", "HEAD"], summary="Readiness")
+async def ready(manager: ManagerDep) -> JSONResponse:
+    if manager.ready:
+        return JSONResponse(
+            {
+                "ready": True,
+                "database_status": manager.state.value,
+                "database_type": database_type(manager),
+                "migrated_revision": manager.status.migrated_revision,
+            }
+        )
+    body = error_body(
+        f"Not ready: {manager.status.reason}",
+        "NOT_READY",
+        {"database_status": manager.state.value},
+    )
+    return JSONResponse(body, 503, headers={"Retry-After": "5"})
+
+
+@router.get("/config/database", summary="Which database is in use, and why")
+async def config_database(manager: ManagerDep) -> dict[str, Any]:
+    return database_report(manager)

@@ -1,0 +1,157 @@
+"""`python -m src doctor`: explain the database configuration without starting the server.
+
+Exit code 0 when the primary database will be used, 1 when it will not (fallback to
+SQLite, or no database at all).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from src.config.settings import Settings, load_settings
+from src.core.logging import redactor
+from src.database.engine import create_database_engine
+from src.database.failures import Failure, FailureKind, classify
+from src.database.migrations import APP_DIR
+from src.database.probe import call_with_deadline, check_connection
+from src.database.resolver import Resolution, resolve_database_url
+from src.database.sqlite_locator import locate_sqlite
+
+
+def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
+    raw, source = settings.primary_url_input
+    resolution = resolve_database_url(raw, source=source)
+    redactor.add(*resolution.secrets(), *settings.secret_values)
+    policy = settings.database_fallback
+    failure: Failure | None = None
+    connect_ms: float | None = None
+    if connect and resolution.ok:
+        failure, connect_ms = _try_connect(resolution, settings)
+
+    primary_usable = resolution.ok and failure is None
+    if primary_usable:
+        fallback_reason = None
+    elif not resolution.present:
+        fallback_reason = f"{source} is not set."
+    elif not resolution.ok:
+        fallback_reason = f"{source} is invalid: " + "; ".join(resolution.errors)
+    else:
+        assert failure is not None
+        fallback_reason = f"The primary database could not be used ({failure.describe()})."
+    would_fall_back = not primary_usable and (
+        policy == "auto" or (policy == "invalid-only" and not resolution.ok)
+    )
+    location = locate_sqlite(
+        configured=settings.sqlite_path_setting,
+        app_dir=APP_DIR,
+        home=settings.home_dir,
+        tmp_dir=Path(tempfile.gettempdir()),
+        on_space=settings.on_space,
+    )
+    if primary_usable:
+        persistent: bool | None = True
+    elif would_fall_back:
+        persistent = location.persistent
+    else:
+        persistent = None
+    return {
+        "source": source,
+        "backend": resolution.backend,
+        "driver": resolution.url.drivername if resolution.url is not None else None,
+        "url": resolution.masked_url(),
+        "repairs": list(resolution.repairs),
+        "errors": list(resolution.errors),
+        "fallback_policy": policy,
+        "would_fall_back": would_fall_back,
+        "fallback_reason": fallback_reason,
+        "primary_will_be_used": primary_usable,
+        "sqlite_path": str(location.path) if location.path else ":memory:",
+        "sqlite_rejected": list(location.rejected),
+        "persistent": persistent,
+        "persistence_note": location.persistence_note,
+        "connect": None
+        if not connect
+        else {
+            "attempted": resolution.ok,
+            "ok": resolution.ok and failure is None,
+            "kind": failure.kind.value if failure else None,
+            "error": failure.describe() if failure else None,
+            "milliseconds": round(connect_ms) if connect_ms is not None else None,
+        },
+        "settings_warnings": list(settings.warnings),
+    }
+
+
+def _try_connect(resolution: Resolution, settings: Settings) -> tuple[Failure | None, float]:
+    assert resolution.url is not None
+    engine = create_database_engine(
+        resolution.url, settings, mysql_ssl_mode=resolution.mysql_ssl_mode
+    )
+    started = time.monotonic()
+    try:
+        call_with_deadline(
+            lambda: check_connection(engine), settings.database_connect_timeout + 1.0
+        )
+    except Exception as exc:  # noqa: BLE001 - reported to the operator, classified
+        failure = classify(exc, resolution.url, on_space=settings.on_space)
+        if isinstance(exc, TimeoutError):
+            failure = Failure(FailureKind.TIMEOUT, failure.message, failure.hint)
+        return failure, (time.monotonic() - started) * 1000
+    finally:
+        engine.dispose()
+    return None, (time.monotonic() - started) * 1000
+
+
+def _render_text(report: dict[str, Any]) -> str:
+    lines = [f"Database configuration ({report['source']})"]
+    lines.append(f"  backend:    {report['backend'] or '—'}  (driver {report['driver'] or '—'})")
+    lines.append(f"  url:        {report['url'] or '—'}")
+    for title, items in (("repairs", report["repairs"]), ("errors", report["errors"])):
+        lines.append(f"  {title + ':':<11} {'none' if not items else ''}".rstrip())
+        lines.extend(f"    - {item}" for item in items)
+    lines.append(f"  policy:     DATABASE_FALLBACK={report['fallback_policy']}")
+    connect = report["connect"]
+    if connect is not None and connect["attempted"]:
+        outcome = (
+            f"ok in {connect['milliseconds']} ms"
+            if connect["ok"]
+            else f"FAILED: {connect['error']}"
+        )
+        lines.append(f"  connect:    {outcome}")
+    if report["primary_will_be_used"]:
+        verdict = "the primary database will be used"
+        if connect is None:
+            verdict += " (if it is reachable: add --connect to check)"
+    elif report["would_fall_back"]:
+        verdict = f"SQLite will be used — {report['fallback_reason']}"
+    else:
+        verdict = f"NO database will be used — {report['fallback_reason']}"
+    lines.append(f"  verdict:    {verdict}")
+    lines.append(f"  sqlite:     {report['sqlite_path']}")
+    lines.append(f"              {report['persistence_note']}")
+    lines.extend(f"    skipped: {item}" for item in report["sqlite_rejected"])
+    if report["settings_warnings"]:
+        lines.append("Settings warnings:")
+        lines.extend(f"  - {warning}" for warning in report["settings_warnings"])
+    return "\n".join(lines)
+
+
+def doctor(*, as_json: bool, connect: bool, reveal: bool) -> int:
+    settings = load_settings()
+    report = diagnose(settings, connect=connect)
+    if reveal:
+        if sys.stdout.isatty():
+            raw, source = settings.primary_url_input
+            url = resolve_database_url(raw, source=source).url
+            if url is not None:
+                redactor.clear()  # the operator asked, on their own terminal
+                report["url"] = url.render_as_string(hide_password=False)
+        else:
+            print("--reveal-password ignored: output is not a terminal.", file=sys.stderr)
+    print(json.dumps(report, indent=2) if as_json else _render_text(report))
+    return 0 if report["primary_will_be_used"] else 1

@@ -1,0 +1,29 @@
+"""`python -m src serve`: uvicorn on 0.0.0.0:$PORT behind a proxy (a Space, a load balancer)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from src.config.settings import load_settings
+from src.core.logging import configure_logging
+
+# Uvicorn's graceful shutdown waits this long for in-flight requests after SIGTERM.
+GRACEFUL_SHUTDOWN_SECONDS = 20
+
+
+def serve(*, host: str, port: int | None, workers: int | None) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "src.main:app",
+        host=host,
+        port=port or settings.port,
+        workers=workers or settings.web_concurrency,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        server_header=False,
+    )
+    return 0

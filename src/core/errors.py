@@ -1,0 +1,168 @@
+"""The one place where exceptions become HTTP responses.
+
+Every 4xx/5xx body is `{"error": <sentence>, "code": <MACHINE_CODE>, "details"?: …}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from src.core.logging import request_id_var
+from src.database.failures import is_connectivity_error
+from src.database.manager import DatabaseNotReady
+
+logger = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+# Validation details echo at most this much of a rejected value.
+_MAX_DETAIL_INPUT = 80
+
+
+class ApiError(Exception):
+    """Raised by routes and services for any expected failure."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+def error_body(message: str, code: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": message, "code": code}
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(message, code, details), status_code, headers=headers)
+
+
+def internal_error_body() -> dict[str, Any]:
+    request_id = request_id_var.get()
+    return error_body(
+        "An unexpected error occurred; it has been logged.",
+        "INTERNAL_ERROR",
+        {"request_id": request_id} if request_id else None,
+    )
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(
+        exc.status_code, exc.code, exc.message, details=exc.details, headers=exc.headers
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+    if exc.status_code == 404:
+        message = f"Nothing here: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail) if exc.detail else code.replace("_", " ").capitalize()
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [_describe_field_error(error) for error in exc.errors()]
+    if any(field["type"] == "json_invalid" for field in fields):
+        message = "The request body is not valid JSON."
+    else:
+        message = "The request is invalid: " + "; ".join(
+            f"{field['field']}: {field['message']}" for field in fields[:5]
+        )
+    return error_response(400, "VALIDATION_ERROR", message, details={"fields": fields})
+
+
+def _describe_field_error(error: Any) -> dict[str, Any]:
+    location = [str(part) for part in error.get("loc", ()) if part != "body"]
+    described: dict[str, Any] = {
+        "field": ".".join(location) or "body",
+        "message": str(error.get("msg", "invalid")),
+        "type": str(error.get("type", "invalid")),
+    }
+    value = error.get("input")
+    if isinstance(value, str | int | float | bool) and len(str(value)) <= _MAX_DETAIL_INPUT:
+        described["input"] = value
+    return described
+
+
+async def _database_not_ready(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DatabaseNotReady)
+    return error_response(503, exc.code, exc.reason, headers={"Retry-After": str(exc.retry_after)})
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SQLAlchemyError)
+    if is_connectivity_error(exc):
+        manager = getattr(request.app.state, "database", None)
+        if manager is not None:
+            manager.report_failure(exc)
+        logger.warning("Database unreachable during %s %s", request.method, request.url.path)
+        return error_response(
+            503,
+            "DATABASE_UNAVAILABLE",
+            "The database is unavailable; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+    if "database is locked" in str(exc) or "database table is locked" in str(exc):
+        # Should not happen (busy_timeout, BEGIN IMMEDIATE), but if SQLite gives up it
+        # is a retryable condition, not a server bug.
+        logger.warning("SQLite busy during %s %s", request.method, request.url.path)
+        return error_response(
+            503, "DATABASE_BUSY", "The database is busy; try again.", headers={"Retry-After": "1"}
+        )
+    logger.error("Database error during %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(internal_error_body(), 500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DatabaseNotReady, _database_not_ready)
+    app.add_exception_handler(SQLAlchemyError, _database_error)

@@ -1,0 +1,144 @@
+"""The outermost request layer: request id, security headers, body limit, access log,
+and the last-resort 500.
+
+Written as plain ASGI (not BaseHTTPMiddleware) so it adds no task or buffering per
+request, and so it can answer for exceptions that escape everything else: Starlette's
+own ServerErrorMiddleware would answer those without our headers or JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from src.core.errors import error_body, internal_error_body
+from src.core.logging import request_id_var
+
+logger = logging.getLogger("src.access")
+
+MAX_BODY_BYTES = 64 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+
+
+class _BodyTooLarge(HTTPException):
+    """An HTTPException so that FastAPI, which wraps other errors raised while it reads
+    the body into a generic 400, passes it through to the 413 handler."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit // 1024} KiB.")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        extra_headers = [(b"x-request-id", request_id.encode()), *_SECURITY_HEADERS]
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra_headers]
+            await send(message)
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > self.max_body:
+                await self._too_large(send_wrapper)
+                return
+            await self.app(scope, self._limited(receive), send_wrapper)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._too_large(send_wrapper)
+        except Exception:
+            logger.exception("Unhandled error during %s %s", scope["method"], scope["path"])
+            if not response_started:
+                await _send_json(send_wrapper, 500, internal_error_body())
+        finally:
+            logger.info(
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+            request_id_var.reset(token)
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def wrapped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge(self.max_body)
+            return message
+
+        return wrapped
+
+    async def _too_large(self, send: Send) -> None:
+        body = error_body(
+            f"The request body is larger than {self.max_body // 1024} KiB.", "PAYLOAD_TOO_LARGE"
+        )
+        await _send_json(send, 413, body, close=True)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            return candidate if _REQUEST_ID.match(candidate) else None
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], *, close: bool = False) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if close:
+        # The client may still be sending a body we refuse to read.
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

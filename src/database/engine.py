@@ -1,0 +1,183 @@
+"""Engines per backend. `create_engine` only ever receives a URL object the resolver accepted
+(or the SQLite locator produced); nothing here parses strings.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import ssl
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, create_engine
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+
+from src.config.settings import APP_NAME, Settings
+
+# Providers drop idle connections (Neon after 5 minutes, some proxies sooner); recycle first.
+POOL_RECYCLE_SECONDS = 240
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option telling the SQLite begin hook to take the write lock up front.
+SQLITE_WRITE = "todo_sqlite_write"
+
+
+def create_database_engine(
+    url: URL, settings: Settings, *, mysql_ssl_mode: str | None = None
+) -> Engine:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, settings)
+    if backend == "postgresql":
+        return _postgresql_engine(url, settings)
+    if backend in ("mysql", "mariadb"):
+        return _mysql_engine(url, settings, mysql_ssl_mode)
+    raise ValueError(f"unsupported backend {backend!r}")
+
+
+def _server_pool_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "pool_pre_ping": True,
+        "pool_recycle": POOL_RECYCLE_SECONDS,
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_max_overflow,
+        # Waiting for a pooled connection must not outlast a request's patience either.
+        "pool_timeout": settings.database_connect_timeout,
+        "echo": settings.database_echo,
+    }
+
+
+def _postgresql_engine(url: URL, settings: Settings) -> Engine:
+    query = url.query
+    defaults: dict[str, Any] = {
+        # libpq counts whole seconds and treats anything under 2 as 2.
+        "connect_timeout": max(2, math.ceil(settings.database_connect_timeout)),
+        "application_name": APP_NAME,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    connect_args = {k: v for k, v in defaults.items() if k not in query}
+    # Transaction-mode poolers (Supabase :6543, Neon -pooler, PgBouncer) cannot keep
+    # server-side prepared statements between transactions; never prepare.
+    connect_args["prepare_threshold"] = None
+    return create_engine(url, connect_args=connect_args, **_server_pool_options(settings))
+
+
+def _mysql_engine(url: URL, settings: Settings, ssl_mode: str | None) -> Engine:
+    query = url.query
+    timeout = max(1, math.ceil(settings.database_connect_timeout))
+    io_timeout = max(1, math.ceil(settings.database_statement_timeout))
+    connect_args: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "connect_timeout": timeout,
+            # PyMySQL reads the handshake with read_timeout: without it a server that
+            # accepts and never answers would hold the thread forever.
+            "read_timeout": io_timeout,
+            "write_timeout": io_timeout,
+            "charset": "utf8mb4",
+            "program_name": APP_NAME,
+        }.items()
+        if k not in query
+    }
+    if ssl_mode == "DISABLED":
+        connect_args["ssl_disabled"] = True
+    elif ssl_mode is not None:
+        connect_args["ssl"] = _mysql_ssl_context(ssl_mode, query)
+    return create_engine(url, connect_args=connect_args, **_server_pool_options(settings))
+
+
+def _mysql_ssl_context(mode: str, query: Any) -> ssl.SSLContext:
+    def _opt(name: str) -> str | None:
+        value = query.get(name)
+        return value if isinstance(value, str) else None
+
+    context = ssl.create_default_context(cafile=_opt("ssl_ca"), capath=_opt("ssl_capath"))
+    if _opt("ssl_cert"):
+        context.load_cert_chain(_opt("ssl_cert") or "", _opt("ssl_key"))
+    if mode == "REQUIRED":
+        # REQUIRED means encrypted but not verified, exactly as the mysql client does.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif mode == "VERIFY_CA":
+        context.check_hostname = False
+    return context
+
+
+def _sqlite_engine(url: URL, settings: Settings) -> Engine:
+    in_memory = url.query.get("mode") == "memory" or url.database in (None, "", ":memory:")
+    options: dict[str, Any] = {"echo": settings.database_echo}
+    if in_memory:
+        # One pooled connection: writers on a shared-cache memory database fail at once
+        # with "database table is locked" (busy_timeout does not apply), so serialise.
+        options.update(
+            poolclass=QueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=settings.database_connect_timeout,
+        )
+    else:
+        options.update(
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout=settings.database_connect_timeout,
+        )
+    engine = create_engine(
+        url,
+        connect_args={
+            "check_same_thread": False,
+            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+            # Autocommit at the driver level; transactions are begun explicitly below so
+            # that writers can take the lock with BEGIN IMMEDIATE.
+            "isolation_level": None,
+        },
+        **options,
+    )
+    _install_sqlite_hooks(engine, wal=not in_memory)
+    if in_memory:
+        _keep_memory_database_alive(engine, url)
+    return engine
+
+
+def _keep_memory_database_alive(engine: Engine, url: URL) -> None:
+    """A shared-cache memory database vanishes with its last connection; the pool may
+    drop its connection (invalidation, recycling), so hold one outside the pool."""
+    query = "&".join(f"{k}={v}" for k, v in url.query.items() if k != "uri")
+    keeper = sqlite3.connect(f"{url.database}?{query}", uri=True, check_same_thread=False)
+    event.listen(engine, "engine_disposed", lambda _engine: keeper.close())
+
+
+def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A deferred transaction that reads and then writes can fail with SQLITE_BUSY
+        # without waiting (its snapshot is stale); writers lock up front instead.
+        write = connection.get_execution_options().get(SQLITE_WRITE, True)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def checkpoint_sqlite(engine: Engine) -> None:
+    """Fold the WAL back into the database file so a copied file is complete."""
+    if engine.url.get_backend_name() != "sqlite":
+        return
+    # On the raw driver connection (autocommit): inside a transaction the checkpoint
+    # could not truncate the log.
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    finally:
+        raw.close()

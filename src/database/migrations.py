@@ -1,0 +1,82 @@
+"""Schema migrations (Alembic), safe when several workers start at once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+APP_DIR = Path(__file__).resolve().parents[2]
+ALEMBIC_DIR = APP_DIR / "alembic"
+# Any constant works; it only has to be the same in every worker.
+_PG_LOCK_KEY = 7_860_001
+_MYSQL_LOCK_NAME = "todo_backend_migrations"
+_MYSQL_LOCK_WAIT_SECONDS = 120
+
+logger = logging.getLogger(__name__)
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextmanager
+def migration_lock(connection: Connection) -> Iterator[None]:
+    """Hold a database-wide lock for the duration of a migration, then commit.
+
+    PostgreSQL: a transaction-level advisory lock. MySQL: a named lock (its DDL commits
+    implicitly, so a transaction could not hold it). SQLite: the transaction itself is
+    begun with BEGIN IMMEDIATE (see the engine's begin hook), which excludes other writers.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+    elif dialect in ("mysql", "mariadb"):
+        got = connection.exec_driver_sql(
+            f"SELECT GET_LOCK('{_MYSQL_LOCK_NAME}', {_MYSQL_LOCK_WAIT_SECONDS})"
+        ).scalar()
+        if got != 1:
+            raise TimeoutError("another worker held the migration lock for too long")
+    else:
+        connection.exec_driver_sql("SELECT 1")  # begins the IMMEDIATE transaction now
+    try:
+        yield
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        if dialect in ("mysql", "mariadb"):
+            connection.exec_driver_sql(f"SELECT RELEASE_LOCK('{_MYSQL_LOCK_NAME}')")
+            connection.commit()
+
+
+def upgrade_to_head(engine: Engine) -> str | None:
+    """Apply every pending migration; returns the revision the database is now at."""
+    with engine.connect() as connection:
+        with migration_lock(connection):
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            before = current_revision(connection)
+            command.upgrade(config, "head")
+            after = current_revision(connection)
+        if before != after:
+            logger.info("Database migrated from %s to %s", before or "empty", after)
+        return after

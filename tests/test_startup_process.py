@@ -1,0 +1,90 @@
+"""Start-up as a deployer sees it: a real process, real HTTP, the real log output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SPECIAL_PASSWORD, SPECIAL_USER
+from tests.server import ROOT, clean_env, run_server
+
+HOSTILE_VALUES = [
+    "",
+    " ",
+    "None",
+    "null",
+    "not a url at all",
+    "mongodb://admin:hunter2@mongo:27017",
+    "postgresql://user:password@host:port/dbname",
+    "postgresql://u:p@h:0/db",
+    "sqlite://two-slashes.db",
+    "sqlite:///~/todo.db",
+    "\x01\x02\x7fbinary",
+    "x" * 10000,
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES, ids=range(len(HOSTILE_VALUES)))
+def test_import_never_raises(tmp_path: Path, value: str) -> None:
+    env = clean_env(
+        DATABASE_URL=value,
+        DATABASE_POOL_SIZE="abc",
+        DATABASE_STARTUP_RETRIES="many",
+        PORT="seventy",
+        HOME=str(tmp_path),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import src.main"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_sqlite_default_answers_health_quickly(tmp_path: Path) -> None:
+    env = clean_env(HOME=str(tmp_path / "home"), SQLITE_PATH=str(tmp_path / "todo.db"))
+    with run_server(env, cwd=tmp_path) as server, server.client() as client:
+        assert server.first_health_seconds is not None
+        assert server.first_health_seconds < 5
+        ready = client.get("/ready")
+        assert ready.status_code in (200, 503)
+
+
+def test_hung_primary_health_within_two_seconds_and_no_secrets_logged(
+    tmp_path: Path, hung_port: int
+) -> None:
+    url = f"postgresql://{SPECIAL_USER}:{SPECIAL_PASSWORD}@127.0.0.1:{hung_port}/app"
+    env = clean_env(
+        DATABASE_URL=url,
+        DATABASE_CONNECT_TIMEOUT="1",
+        DATABASE_STARTUP_RETRIES="2",
+        DATABASE_RETRY_DELAY_MS="100",
+        HOME=str(tmp_path / "home"),
+        SQLITE_PATH=str(tmp_path / "todo.db"),
+        LOG_LEVEL="debug",
+    )
+    with run_server(env, cwd=tmp_path) as server, server.client() as client:
+        assert server.first_health_seconds is not None
+        # The budget is from process start (interpreter start-up included).
+        assert server.first_health_seconds < 2.0, server.first_health_seconds
+        health = client.get("/health").json()
+        assert health["database_status"] in ("CONNECTING_PRIMARY", "CONNECTING_FALLBACK")
+        import time
+
+        deadline = time.monotonic() + 20
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        report = client.get("/config/database")
+        assert report.json()["fallback_active"] is True
+        assert report.json()["last_error_kind"] == "timeout"
+        bodies = report.text + client.get("/").text + client.get("/health").text
+    logs = server.logs()
+    assert "timeout" in logs
+    for secret in (SPECIAL_PASSWORD, SPECIAL_USER, "p%40ss"):
+        assert secret not in logs
+        assert secret not in bodies
