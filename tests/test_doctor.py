@@ -1,0 +1,131 @@
+"""`python -m src doctor`: explains the configuration; the exit code says if the primary is used."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import SPECIAL_PASSWORD, SPECIAL_USER
+from tests.server import ROOT, clean_env
+
+
+def doctor(tmp_path: Path, *args: str, **env: str) -> tuple[int, dict[str, Any], str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "src", "doctor", "--json", *args],
+        cwd=tmp_path,
+        env={**clean_env(HOME=str(tmp_path / "home"), **env), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def test_nothing_configured(tmp_path: Path) -> None:
+    code, report, _ = doctor(tmp_path, SQLITE_PATH=str(tmp_path / "t.db"))
+    assert code == 1
+    assert report["backend"] is None
+    assert report["would_fall_back"] is True
+    assert report["fallback_reason"] == "DATABASE_URL is not set."
+    assert report["sqlite_path"] == str(tmp_path / "t.db")
+    # pytest's tmp_path lives in the temp dir, which is cleared: not persistent.
+    assert report["persistent"] is False
+    assert report["persistence_note"]
+    assert set(report) >= {
+        "backend",
+        "url",
+        "repairs",
+        "errors",
+        "would_fall_back",
+        "fallback_reason",
+        "sqlite_path",
+        "persistent",
+    }
+
+
+def test_pasted_psql_command_is_repaired_and_connects(tmp_path: Path, pg_url: str) -> None:
+    code, report, _ = doctor(tmp_path, "--connect", DATABASE_URL=f"  psql '{pg_url}'\n")
+    assert code == 0, report
+    assert report["backend"] == "postgresql"
+    assert report["repairs"]
+    assert report["connect"]["ok"] is True
+    assert report["would_fall_back"] is False
+    assert report["url"].startswith("postgresql+psycopg://***@127.0.0.1")
+
+
+def test_placeholder_is_an_error_with_a_sentence(tmp_path: Path) -> None:
+    url = "postgresql://postgres:[YOUR-PASSWORD]@db.abcdefghijkl.supabase.co:5432/postgres"
+    code, report, _ = doctor(tmp_path, DATABASE_URL=url)
+    assert code == 1
+    assert report["errors"]
+    assert any("placeholder" in error.lower() for error in report["errors"]), report["errors"]
+    assert report["would_fall_back"] is True
+
+
+def test_unreachable_primary_is_classified(tmp_path: Path, refused_port: int) -> None:
+    url = f"postgresql://u:pw@127.0.0.1:{refused_port}/db"
+    code, report, _ = doctor(tmp_path, "--connect", DATABASE_URL=url, SPACE_ID="me/todo")
+    assert code == 1
+    assert report["connect"]["kind"] == "unreachable"
+    assert report["would_fall_back"] is True
+    # On a Space the hint names the outbound port rule.
+    assert "8080" in report["connect"]["error"]
+
+
+def test_wrong_password_is_classified_and_never_shown(
+    tmp_path: Path, scram_cluster: dict[str, Any]
+) -> None:
+    c = scram_cluster
+    url = f"postgresql://{c['user']}:{SPECIAL_PASSWORD}x@{c['host']}:{c['port']}/{c['database']}"
+    code, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=url)
+    assert code == 1
+    assert report["connect"]["kind"] == "authentication_failed"
+    text = json.dumps(report) + stderr
+    assert SPECIAL_USER not in text
+    assert SPECIAL_PASSWORD not in text
+
+
+def test_never_policy_means_no_database(tmp_path: Path) -> None:
+    code, report, _ = doctor(tmp_path, DATABASE_URL="mongodb://x/y", DATABASE_FALLBACK="never")
+    assert code == 1
+    assert report["would_fall_back"] is False
+    assert report["persistent"] is None
+
+
+def test_reveal_password_only_on_a_terminal(tmp_path: Path) -> None:
+    url = f"postgresql://{SPECIAL_USER}:{SPECIAL_PASSWORD}@db.example.com:5432/app"
+    code, report, stderr = doctor(tmp_path, "--reveal-password", DATABASE_URL=url)
+    assert code == 0
+    assert SPECIAL_PASSWORD not in json.dumps(report)
+    assert "not a terminal" in stderr
+
+    # Now with a real pseudo-terminal as stdout.
+    primary, secondary = pty.openpty()
+    env = {**clean_env(HOME=str(tmp_path), DATABASE_URL=url), "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src", "doctor", "--json", "--reveal-password"],
+        cwd=tmp_path,
+        env=env,
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+    )
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(30)
+    os.close(primary)
+    shown = json.loads(output.decode())["url"]
+    assert shown.startswith(f"postgresql+psycopg://{SPECIAL_USER}:")
+    assert "***" not in shown

@@ -1,0 +1,113 @@
+"""Migrations: applied at start-up and by `python -m src migrate`, safe when workers race."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from src.database.migrations import head_revision
+from tests.server import ROOT, clean_env
+
+
+def _urls(tmp_path: Path, pg_url: str, mysql_database: str) -> dict[str, str]:
+    return {
+        "sqlite": f"sqlite:///{tmp_path / 'race.db'}",
+        "postgresql": pg_url,
+        "mysql": f"mysql://root@127.0.0.1:3306/{mysql_database}",
+    }
+
+
+def _check_schema(url: str) -> None:
+    from src.database.resolver import resolve_database_url
+
+    resolved = resolve_database_url(url)
+    assert resolved.url is not None
+    engine = create_engine(resolved.url)
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(text("select version_num from alembic_version")).all()
+            assert versions == [(head_revision(),)]
+            columns = {c["name"] for c in inspect(conn).get_columns("tasks")}
+            assert columns == {
+                "id",
+                "user_id",
+                "title",
+                "description",
+                "status",
+                "created_at",
+                "updated_at",
+            }
+            indexes = {i["name"] for i in inspect(conn).get_indexes("tasks")}
+            assert {"ix_tasks_user_created", "ix_tasks_user_status_created"} <= indexes
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+def test_concurrent_migrate_commands_agree(
+    tmp_path: Path, backend: str, pg_url: str, mysql_database: str
+) -> None:
+    url = _urls(tmp_path, pg_url, mysql_database)[backend]
+    env = {
+        **clean_env(DATABASE_URL=url, HOME=str(tmp_path), DATABASE_FALLBACK="never"),
+        "PYTHONPATH": str(ROOT),
+    }
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "src", "migrate"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], outputs
+    assert all("Migrated the primary database to revision" in out for out in outputs)
+    _check_schema(url)
+
+
+def test_plain_alembic_command_uses_the_app_rules(tmp_path: Path, pg_url: str) -> None:
+    env = {**clean_env(DATABASE_URL=f"'{pg_url}'\n", HOME=str(tmp_path)), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "alembic"),
+            "-c",
+            str(ROOT / "alembic.ini"),
+            "upgrade",
+            "head",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    _check_schema(pg_url)
+
+
+def test_downgrade_and_upgrade_round_trip(tmp_path: Path, mysql_database: str) -> None:
+    from alembic import command
+
+    from src.database.migrations import alembic_config, migration_lock
+    from src.database.resolver import resolve_database_url
+
+    resolved = resolve_database_url(f"mysql://root@127.0.0.1:3306/{mysql_database}")
+    assert resolved.url is not None
+    engine = create_engine(resolved.url)
+    try:
+        for target in ("head", "base", "head"):
+            with engine.connect() as conn, migration_lock(conn):
+                config = alembic_config()
+                config.attributes["connection"] = conn
+                (command.upgrade if target == "head" else command.downgrade)(config, target)
+    finally:
+        engine.dispose()
+    _check_schema(f"mysql://root@127.0.0.1:3306/{mysql_database}")
