@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from src.core.errors import error_body
-from src.database.manager import ConnectionState, DatabaseManager
+from src.database.manager import DatabaseManager
 from src.database.session import get_manager
+from src.database.state import ConnectionState
 
 router = APIRouter(tags=["system"])
 ManagerDep = Annotated[DatabaseManager, Depends(get_manager)]

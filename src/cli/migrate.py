@@ -12,8 +12,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from src.config.settings import Settings, load_settings
 from src.core.logging import configure_logging
-from src.database.manager import CONNECTED, DatabaseManager, DatabaseStatus
+from src.database.manager import DatabaseManager
 from src.database.migrations import current_revision, migration_lock, upgrade_to_head
+from src.database.state import CONNECTED, DatabaseStatus
 
 
 def decide_and_migrate(

@@ -13,9 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,62 +26,21 @@ from src.database.failures import Failure, FailureKind, classify
 from src.database.migrations import APP_DIR, upgrade_to_head
 from src.database.probe import call_with_deadline, check_connection
 from src.database.resolver import Resolution, resolve_database_url
-from src.database.sqlite_locator import SqliteLocation, locate_sqlite
+from src.database.sqlite_locator import locate_sqlite
+from src.database.state import (
+    CONNECTED,
+    DECIDING,
+    ConnectionState,
+    DatabaseNotReady,
+    DatabaseStarting,
+    DatabaseStatus,
+)
 
 logger = logging.getLogger(__name__)
 
 MIGRATION_TIMEOUT_SECONDS = 120.0
 _RECOVERY_DELAY_MAX = 5.0
 _BACKGROUND_RETRY_MAX = 30.0
-
-
-class ConnectionState(StrEnum):
-    DISCONNECTED = "DISCONNECTED"
-    CONNECTING_PRIMARY = "CONNECTING_PRIMARY"
-    CONNECTING_FALLBACK = "CONNECTING_FALLBACK"
-    PRIMARY_CONNECTED = "PRIMARY_CONNECTED"
-    FALLBACK_CONNECTED = "FALLBACK_CONNECTED"
-    CONNECTION_ERROR = "CONNECTION_ERROR"
-    PRIMARY_UNAVAILABLE = "PRIMARY_UNAVAILABLE"
-
-
-CONNECTED = frozenset({ConnectionState.PRIMARY_CONNECTED, ConnectionState.FALLBACK_CONNECTED})
-DECIDING = frozenset(
-    {
-        ConnectionState.DISCONNECTED,
-        ConnectionState.CONNECTING_PRIMARY,
-        ConnectionState.CONNECTING_FALLBACK,
-    }
-)
-
-
-class DatabaseNotReady(Exception):
-    """A data request cannot be served right now; carries a safe reason."""
-
-    code = "DATABASE_UNAVAILABLE"
-
-    def __init__(self, reason: str, retry_after: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class DatabaseStarting(DatabaseNotReady):
-    code = "DATABASE_STARTING"
-
-
-@dataclass
-class DatabaseStatus:
-    state: ConnectionState = ConnectionState.DISCONNECTED
-    reason: str = "not started"
-    using_fallback: bool = False
-    fallback_reason: str | None = None
-    last_failure: Failure | None = None
-    last_attempt_at: datetime | None = None
-    attempts: int = 0
-    migrated_revision: str | None = None
-    sqlite: SqliteLocation | None = None
-    history: list[str] = field(default_factory=list)
 
 
 class DatabaseManager:

@@ -10,7 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from src.database.engine import SQLITE_WRITE
-from src.database.manager import DatabaseManager, DatabaseStarting
+from src.database.manager import DatabaseManager
+from src.database.state import DatabaseStarting
 
 
 def get_manager(request: Request) -> DatabaseManager:
