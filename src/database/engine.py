@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL, Engine, create_engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from src.config.settings import APP_NAME, Settings
+from src.database.deadline import DeadlineWatchdog
 
 # Providers drop idle connections (Neon after 5 minutes, some proxies sooner); recycle first.
 POOL_RECYCLE_SECONDS = 240
@@ -62,7 +63,12 @@ def _postgresql_engine(url: URL, settings: Settings) -> Engine:
     # Transaction-mode poolers (Supabase :6543, Neon -pooler, PgBouncer) cannot keep
     # server-side prepared statements between transactions; never prepare.
     connect_args["prepare_threshold"] = None
-    return create_engine(url, connect_args=connect_args, **_server_pool_options(settings))
+    options = _server_pool_options(settings)
+    # The pre-ping moves into the deadline watchdog, which bounds it (see deadline.py).
+    options["pool_pre_ping"] = False
+    engine = create_engine(url, connect_args=connect_args, **options)
+    DeadlineWatchdog(engine, settings.database_statement_timeout)
+    return engine
 
 
 def _mysql_engine(url: URL, settings: Settings, ssl_mode: str | None) -> Engine:

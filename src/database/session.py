@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from src.database.deadline import request_deadline
 from src.database.engine import SQLITE_WRITE
 from src.database.manager import DatabaseManager
 from src.database.state import DatabaseStarting
@@ -22,8 +24,12 @@ def get_manager(request: Request) -> DatabaseManager:
 
 
 async def get_engine(request: Request) -> Engine:
-    # Async so that waiting for the start-up decision does not hold a worker thread.
-    return await get_manager(request).acquire()
+    # Async so that waiting for the start-up decision does not hold a worker thread, and
+    # so that the deadline set here is inherited by the threads that run the queries.
+    manager = get_manager(request)
+    engine = await manager.acquire()
+    request_deadline.set(time.monotonic() + manager.settings.database_statement_timeout)
+    return engine
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

@@ -1,0 +1,55 @@
+"""A primary that hangs after connecting: every request ends within the timeouts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from src.database.session import ReadSessionDep
+from src.main import create_app
+from tests.conftest import make_settings, wait_ready, wait_until
+from tests.netfaults import Forwarder
+
+
+def test_silent_primary_gives_503_within_the_timeouts_then_recovers(
+    tmp_path: Path, pg_database: str
+) -> None:
+    proxy = Forwarder(("127.0.0.1", 5432))
+    try:
+        url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{pg_database}"
+        settings = make_settings(
+            tmp_path, database_url=url, database_connect_timeout=1, database_statement_timeout=1
+        )
+        app = create_app(settings)
+
+        @app.get("/probe/db")
+        def probe(session: ReadSessionDep) -> dict[str, int]:
+            return {"one": int(session.exec(text("select 1")).scalar_one())}  # type: ignore[call-overload]
+
+        with TestClient(app, raise_server_exceptions=False) as client:
+            wait_ready(client)
+            assert client.get("/probe/db").status_code == 200
+
+            proxy.mode = "silent"
+            started = time.monotonic()
+            response = client.get("/probe/db")
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["code"] == "DATABASE_UNAVAILABLE"
+            # statement deadline (1 s) + one fresh connection attempt (libpq: >= 2 s)
+            assert elapsed < 1 + 2 + 1, elapsed
+            assert client.get("/config/database").json()["connection_state"] == (
+                "PRIMARY_UNAVAILABLE"
+            )
+
+            started = time.monotonic()
+            assert client.get("/probe/db").status_code == 503
+            assert time.monotonic() - started < 0.5
+
+            proxy.mode = "forward"
+            assert wait_until(lambda: client.get("/probe/db").status_code == 200, timeout=20)
+    finally:
+        proxy.close()
