@@ -7,17 +7,21 @@ lifespan, in the background, so `/health` answers at once whatever the database 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from src.api import status_page, system
+from src.api import status_page, system, tasks
+from src.auth.setup import build_auth
 from src.config.settings import APP_NAME, APP_VERSION, Settings, load_settings
 from src.core.errors import install_error_handlers
 from src.core.logging import configure_logging, redactor
 from src.core.middleware import RequestContextMiddleware
+from src.core.openapi import install_openapi
 from src.database.manager import DatabaseManager
 
 
@@ -29,10 +33,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         manager: DatabaseManager = app.state.database
+        # Local disk only (the generated secret, if any): a few milliseconds. Before the
+        # database starts, not beside it: finding the secret's place runs SQLite's write
+        # probe on the database file, which must not race this process's first connection.
+        auth = await asyncio.to_thread(build_auth, settings)
+        app.state.auth = auth.verifier
+        app.state.auth_mode = auth.mode
         await manager.start()
+        warming: asyncio.Task[None] | None = None
+        if auth.verifier.jwks is not None:
+            # In the background: a slow key server must not delay start-up.
+            warming = asyncio.create_task(auth.verifier.jwks.warm())
         try:
             yield
         finally:
+            if warming is not None:
+                warming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warming
             await manager.stop()
 
     app = FastAPI(
@@ -42,12 +60,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.auth = None  # the token verifier, set when the lifespan starts
+    app.state.auth_mode = None
     # Cheap and I/O-free (it only resolves the URL); connecting happens in the lifespan.
     app.state.database = DatabaseManager(settings)
 
     install_error_handlers(app)
     app.include_router(status_page.router)
     app.include_router(system.router)
+    app.include_router(tasks.router)
+    install_openapi(app)
     app.add_middleware(RequestContextMiddleware)
     # Outermost, so that every response (errors included) carries the CORS headers.
     app.add_middleware(

@@ -337,3 +337,71 @@ def _pg_bindir() -> str:
 
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     return candidates[-1] if candidates else "/usr/local/bin"
+
+
+# -- the task API on every backend --------------------------------------------
+
+TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+def make_token(
+    user: str | None = "alice",
+    *,
+    secret: str = TEST_SECRET,
+    ttl: int = 3600,
+    algorithm: str = "HS256",
+    headers: dict[str, Any] | None = None,
+    **claims: Any,
+) -> str:
+    """A JWT for `user` (as `sub`); `exp=None` leaves the expiry out."""
+    import time
+
+    import jwt
+
+    payload: dict[str, Any] = {"iat": int(time.time()), "exp": int(time.time()) + ttl}
+    if user is not None:
+        payload["sub"] = user
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return jwt.encode(payload, secret, algorithm=algorithm, headers=headers)
+
+
+def bearer(user: str = "alice", **kwargs: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(user, **kwargs)}"}
+
+
+def mysql_url(database: str) -> str:
+    from urllib.parse import quote
+
+    password = f":{quote(MYSQL_ADMIN_PASSWORD, safe='')}" if MYSQL_ADMIN_PASSWORD else ""
+    user = quote(MYSQL_ADMIN_USER, safe="")
+    return f"mysql://{user}{password}@{MYSQL_HOST}:{MYSQL_PORT}/{database}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_app(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[FastAPI, TestClient, str]]:
+    """A ready app on a fresh database of each backend, with TEST_SECRET configured.
+
+    Yields (app, client, backend); `bearer(user)` gives headers it accepts.
+    """
+    backend: str = request.param
+    url: str | None = None
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    elif backend == "mariadb":
+        url = mysql_url(request.getfixturevalue("mysql_database"))
+    settings = make_settings(
+        tmp_path,
+        database_url=url,
+        better_auth_secret=TEST_SECRET,
+        # A server backend that fails must fail the test, not quietly become SQLite.
+        database_fallback="auto" if url is None else "never",
+    )
+    with running_app(settings) as (app, client):
+        report = wait_ready(client)
+        expected = {"sqlite": "sqlite", "postgresql": "postgresql", "mariadb": "mysql"}[backend]
+        assert report["database_type"] == expected, report
+        yield app, client, backend

@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from src.database.session import ReadSessionDep
+from src.database.session import EngineDep
 from src.main import create_app
+from src.services import unit_of_work
 from tests.conftest import make_settings, wait_ready, wait_until
 
 CLUSTER_VERSION = sorted(Path(p).name for p in glob.glob("/etc/postgresql/*"))[-1]
@@ -55,8 +56,9 @@ def test_postgres_stopped_mid_run_gives_fast_503_and_recovers(
     app = create_app(settings)
 
     @app.get("/probe/db")
-    def probe(session: ReadSessionDep) -> dict[str, int]:
-        return {"one": int(session.exec(text("select 1")).scalar_one())}  # type: ignore[call-overload]
+    async def probe(engine: EngineDep) -> dict[str, int]:
+        one = await unit_of_work.read(engine, lambda s: s.connection().execute(text("select 1")))
+        return {"one": int(one.scalar_one())}
 
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_ready(client)

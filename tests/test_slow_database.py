@@ -8,8 +8,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from src.database.session import ReadSessionDep
+from src.database.session import EngineDep
 from src.main import create_app
+from src.services import unit_of_work
 from tests.conftest import make_settings, wait_ready, wait_until
 from tests.netfaults import Forwarder
 
@@ -26,8 +27,11 @@ def test_silent_primary_gives_503_within_the_timeouts_then_recovers(
         app = create_app(settings)
 
         @app.get("/probe/db")
-        def probe(session: ReadSessionDep) -> dict[str, int]:
-            return {"one": int(session.exec(text("select 1")).scalar_one())}  # type: ignore[call-overload]
+        async def probe(engine: EngineDep) -> dict[str, int]:
+            one = await unit_of_work.read(
+                engine, lambda s: s.connection().execute(text("select 1")).scalar_one()
+            )
+            return {"one": int(one)}
 
         with TestClient(app, raise_server_exceptions=False) as client:
             wait_ready(client)

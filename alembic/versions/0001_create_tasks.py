@@ -29,13 +29,24 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_tasks"),
-        # user_id is compared byte for byte: a case-insensitive collation would let
-        # "Alice" read "alice"'s tasks.
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
+        mysql_collate=_exact_collation(),
     )
     op.create_index("ix_tasks_user_created", "tasks", ["user_id", "created_at"])
     op.create_index("ix_tasks_user_status_created", "tasks", ["user_id", "status", "created_at"])
+
+
+def _exact_collation() -> str:
+    """A collation that compares user ids byte for byte and without padding.
+
+    A case-insensitive collation would let "Alice" read "alice"'s tasks, and a PAD SPACE
+    one (utf8mb4_bin) makes "alice" equal "alice ".
+    """
+    bind = op.get_bind()
+    if getattr(bind.dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = bind.dialect.server_version_info or (0,)
+    return "utf8mb4_0900_bin" if version >= (8, 0) else "utf8mb4_bin"
 
 
 def downgrade() -> None:

@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("migrate", help="apply database migrations with the app's start-up rules")
+
+    token = commands.add_parser(
+        "token", help="print a JWT for a user, signed with the secret the server uses"
+    )
+    token.add_argument("--user", required=True, help="the user id (the token's `sub`)")
+    token.add_argument("--ttl", default="1h", help="lifetime: 30s, 15m, 1h, 7d (default 1h)")
     return parser
 
 
@@ -49,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from src.cli.doctor import doctor
 
         return doctor(as_json=args.json, connect=args.connect, reveal=args.reveal_password)
+    if command == "token":
+        from src.cli.token import token
+
+        return token(user=args.user, ttl=args.ttl)
     from src.cli.migrate import migrate
 
     return migrate()

@@ -11,12 +11,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.core.logging import request_id_var
 from src.database.failures import is_connectivity_error
-from src.database.manager import DatabaseNotReady
+from src.database.state import DatabaseNotReady
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,39 @@ _STATUS_CODES = {
 }
 # Validation details echo at most this much of a rejected value.
 _MAX_DETAIL_INPUT = 80
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx/5xx response."""
+
+    error: str = Field(description="A sentence for people.", examples=["No such task."])
+    code: str = Field(description="A stable machine code.", examples=["TASK_NOT_FOUND"])
+    details: Any = Field(
+        default=None, description="Optional: the invalid fields, the request id of a 500, …"
+    )
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid request: malformed JSON, wrong or unknown fields, bad parameters "
+    "(`VALIDATION_ERROR`, with `details.fields`).",
+    401: "Missing, invalid or expired bearer token (`UNAUTHORIZED`, `TOKEN_EXPIRED`); "
+    "carries `WWW-Authenticate: Bearer`.",
+    403: "The token belongs to another user than the one in the path (`FORBIDDEN`).",
+    404: "No such task for this user (`TASK_NOT_FOUND`); another user's task looks the same.",
+    413: "The request body is larger than 64 KiB (`PAYLOAD_TOO_LARGE`).",
+    500: "Unexpected error (`INTERNAL_ERROR`); `details.request_id` identifies the logged "
+    "traceback.",
+    503: "The database (or the key server) is unavailable or still starting "
+    "(`DATABASE_UNAVAILABLE`, `DATABASE_STARTING`, …); see `Retry-After`.",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the given error statuses, with the error schema."""
+    return {
+        code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]}
+        for code in status_codes
+    }
 
 
 class ApiError(Exception):
@@ -119,16 +154,42 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def _describe_field_error(error: Any) -> dict[str, Any]:
-    location = [str(part) for part in error.get("loc", ()) if part != "body"]
+    location = [_printable(str(part)) for part in error.get("loc", ()) if part != "body"]
+    if error.get("type") == "json_invalid":
+        # The location is a character offset, not a field.
+        ctx = error.get("ctx") or {}
+        return {
+            "field": "body",
+            "message": f"{ctx.get('error', 'invalid JSON')} at character {location[0]}"
+            if location
+            else str(ctx.get("error", "invalid JSON")),
+            "type": "json_invalid",
+        }
     described: dict[str, Any] = {
         "field": ".".join(location) or "body",
         "message": str(error.get("msg", "invalid")),
         "type": str(error.get("type", "invalid")),
     }
     value = error.get("input")
-    if isinstance(value, str | int | float | bool) and len(str(value)) <= _MAX_DETAIL_INPUT:
+    short = isinstance(value, str | int | float | bool) and len(str(value)) <= _MAX_DETAIL_INPUT
+    if short and (not isinstance(value, str) or _encodable(value)):
         described["input"] = value
     return described
+
+
+def _printable(text: str, limit: int = _MAX_DETAIL_INPUT) -> str:
+    """Client-supplied text (an unknown field's name) made safe to echo: UTF-8, bounded."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _encodable(text: str) -> bool:
+    # A lone surrogate (valid in JSON, not in UTF-8) cannot be echoed back.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _database_not_ready(_: Request, exc: Exception) -> JSONResponse:
@@ -149,10 +210,11 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "The database is unavailable; try again shortly.",
             headers={"Retry-After": "5"},
         )
-    if "database is locked" in str(exc) or "database table is locked" in str(exc):
-        # Should not happen (busy_timeout, BEGIN IMMEDIATE), but if SQLite gives up it
-        # is a retryable condition, not a server bug.
-        logger.warning("SQLite busy during %s %s", request.method, request.url.path)
+    busy_sqlite = "database is locked" in str(exc) or "database table is locked" in str(exc)
+    if busy_sqlite or isinstance(exc, PoolTimeoutError):
+        # Should not happen (busy_timeout, BEGIN IMMEDIATE, pool sized to the thread
+        # pool), but if it does it is a retryable condition, not a server bug.
+        logger.warning("Database busy during %s %s: %s", request.method, request.url.path, exc)
         return error_response(
             503, "DATABASE_BUSY", "The database is busy; try again.", headers={"Retry-After": "1"}
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import ssl
+import time
 from typing import Any
 
 from sqlalchemy import event
@@ -160,10 +161,10 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if wal:
+                _enable_wal(cursor)
+                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
@@ -174,6 +175,26 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
         # without waiting (its snapshot is stale); writers lock up front instead.
         write = connection.get_execution_options().get(SQLITE_WRITE, True)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch to WAL, retrying while another process holds the file.
+
+    Changing the journal mode needs an exclusive lock and SQLite reports SQLITE_BUSY
+    for it without consulting the busy handler, so a second worker (or the locator's
+    probe) opening the file at the same moment would otherwise fail its first connection.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def checkpoint_sqlite(engine: Engine) -> None:

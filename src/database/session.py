@@ -1,9 +1,11 @@
-"""Request-scoped database access: one session per request, rolled back on error, closed."""
+"""Database access for requests: the engine dependency (which waits for start-up and sets
+the request's deadline) and the session context used for each unit of work."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -35,7 +37,16 @@ async def get_engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def _session(engine: Engine, *, write: bool) -> Iterator[Session]:
+@contextmanager
+def open_session(engine: Engine, *, write: bool) -> Iterator[Session]:
+    """One session for one unit of work: rolled back on error, always closed.
+
+    `write=False` lets SQLite readers run beside a writer; `write=True` takes SQLite's
+    write lock up front (BEGIN IMMEDIATE). There is deliberately no FastAPI session
+    dependency: a dependency and a sync route run on different worker threads, and a
+    transaction holding SQLite's write lock must not wait for a free thread in between
+    (see src.services.unit_of_work, which runs the whole transaction in one hop).
+    """
     with Session(engine, expire_on_commit=False) as session:
         if engine.url.get_backend_name() == "sqlite":
             session.connection(execution_options={SQLITE_WRITE: write})
@@ -44,17 +55,3 @@ def _session(engine: Engine, *, write: bool) -> Iterator[Session]:
         except Exception:
             session.rollback()
             raise
-
-
-def get_session(engine: EngineDep) -> Iterator[Session]:
-    """A session for requests that write (SQLite: takes the write lock up front)."""
-    yield from _session(engine, write=True)
-
-
-def get_read_session(engine: EngineDep) -> Iterator[Session]:
-    """A session for requests that only read (SQLite: readers never wait for writers)."""
-    yield from _session(engine, write=False)
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-ReadSessionDep = Annotated[Session, Depends(get_read_session)]

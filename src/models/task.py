@@ -56,7 +56,8 @@ class Task(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_tasks_user_created", "user_id", "created_at"),
         sa.Index("ix_tasks_user_status_created", "user_id", "status", "created_at"),
-        {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},
+        # The migration picks an exact, no-pad collation for the server it runs on.
+        {"mysql_charset": "utf8mb4"},
     )
 
     id: str = Field(primary_key=True, max_length=36)

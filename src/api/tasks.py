@@ -1,0 +1,165 @@
+"""Task endpoints under `/api/{user_id}/tasks` (bearer JWT; the path's user must be
+the token's). Routes only translate HTTP; queries live in src.services.tasks.
+
+Each route is `async`: authentication runs on the event loop and the whole database
+transaction runs in one thread-pool hop (src.services.unit_of_work). Responses are
+serialised once, straight to bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Body, Query, Response
+
+from src.auth.dependencies import AuthorizedUserDep
+from src.core.errors import error_responses
+from src.database.session import EngineDep
+from src.schemas.tasks import (
+    TASK,
+    TASK_LIST,
+    StatusFilter,
+    TaskCompletion,
+    TaskCreate,
+    TaskRead,
+    TaskUpdate,
+)
+from src.services import tasks as service
+from src.services import unit_of_work
+
+MAX_OFFSET = 1_000_000
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_JSON = "application/json"
+
+router = APIRouter(
+    prefix="/api/{user_id}/tasks",
+    tags=["tasks"],
+    responses=error_responses(400, 401, 403, 500, 503),
+)
+
+StatusQuery = Annotated[
+    StatusFilter, Query(description="Which tasks: all (default), pending or completed.")
+]
+LimitQuery = Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")]
+OffsetQuery = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="Tasks to skip (newest first).")
+]
+_TOTAL_HEADER = {
+    "X-Total-Count": {
+        "description": "How many tasks match the filter, across all pages.",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+def _task_id(raw: str) -> str:
+    """Ids are lowercase UUIDs; anything else cannot exist, so it is a 404 without a query."""
+    if not _UUID.match(raw):
+        raise service.task_not_found()
+    return raw.lower()
+
+
+def _json(
+    content: bytes, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(content, status_code, headers, media_type=_JSON)
+
+
+def _one(record: service.TaskRecord, status_code: int = 200, **headers: str) -> Response:
+    task = TASK.validate_python(record, from_attributes=True)
+    return _json(TASK.dump_json(task), status_code, headers or None)
+
+
+@router.get(
+    "",
+    summary="List tasks, newest first",
+    response_model=list[TaskRead],
+    responses={200: {"headers": _TOTAL_HEADER}},
+)
+async def list_tasks(
+    user_id: AuthorizedUserDep,
+    engine: EngineDep,
+    status: StatusQuery = "all",
+    limit: LimitQuery = 100,
+    offset: OffsetQuery = 0,
+) -> Response:
+    page = await unit_of_work.read(engine, service.list_tasks, user_id, status, limit, offset)
+    tasks = TASK_LIST.validate_python(page.items, from_attributes=True)
+    return _json(TASK_LIST.dump_json(tasks), headers={"X-Total-Count": str(page.total)})
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a task",
+    response_model=TaskRead,
+    responses={
+        201: {"headers": {"Location": {"description": "The new task's URL."}}},
+        **error_responses(413),
+    },
+)
+async def create_task(user_id: AuthorizedUserDep, engine: EngineDep, body: TaskCreate) -> Response:
+    record = await unit_of_work.write(
+        engine, service.create_task, user_id, body.title, body.description
+    )
+    location = f"/api/{quote(user_id, safe='')}/tasks/{record.id}"
+    return _one(record, 201, Location=location)
+
+
+@router.get(
+    "/{task_id}",
+    summary="Get a task",
+    response_model=TaskRead,
+    responses=error_responses(404),
+)
+async def get_task(user_id: AuthorizedUserDep, task_id: str, engine: EngineDep) -> Response:
+    record = await unit_of_work.read(engine, service.get_task, user_id, _task_id(task_id))
+    return _one(record)
+
+
+@router.put(
+    "/{task_id}",
+    summary="Change a task's title and/or description",
+    response_model=TaskRead,
+    responses=error_responses(404, 413),
+)
+async def update_task(
+    user_id: AuthorizedUserDep, task_id: str, engine: EngineDep, body: TaskUpdate
+) -> Response:
+    record = await unit_of_work.write(
+        engine, service.update_task, user_id, _task_id(task_id), body.changes()
+    )
+    return _one(record)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=204,
+    summary="Delete a task",
+    response_class=Response,
+    responses=error_responses(404),
+)
+async def delete_task(user_id: AuthorizedUserDep, task_id: str, engine: EngineDep) -> Response:
+    await unit_of_work.write(engine, service.delete_task, user_id, _task_id(task_id))
+    return Response(status_code=204)
+
+
+@router.patch(
+    "/{task_id}/complete",
+    summary="Mark complete or pending; without a body, toggle",
+    response_model=TaskRead,
+    responses=error_responses(404, 413),
+)
+async def complete_task(
+    user_id: AuthorizedUserDep,
+    task_id: str,
+    engine: EngineDep,
+    body: Annotated[TaskCompletion | None, Body()] = None,
+) -> Response:
+    completed = body.completed if body is not None else None
+    record = await unit_of_work.write(
+        engine, service.set_completion, user_id, _task_id(task_id), completed
+    )
+    return _one(record)

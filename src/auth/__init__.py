@@ -1,0 +1,1 @@
+"""Bearer-token authentication: Better Auth JWTs (HS256 secret, or a JWKS)."""

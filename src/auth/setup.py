@@ -1,0 +1,126 @@
+"""Decide how tokens are checked, from the settings, once per process.
+
+`build_auth` returns the verifier the requests use and `auth_mode`, a dict for people
+(rendered on `/`): `{"mode": "configured" | "generated" | "jwks", "description": …,
+"secret_file": str | None}`. Only the generated-secret case touches the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from src.auth.jwks import JwksCache, public_url
+from src.auth.secret import MIN_SECRET_LENGTH, load_or_create_secret, new_secret
+from src.auth.tokens import TokenVerifier, pyjwt
+from src.config.settings import Settings
+from src.core.logging import redactor
+
+logger = logging.getLogger(__name__)
+
+MINT_HINT = "python -m src token --user ID mints one"
+
+
+@dataclass(frozen=True)
+class Auth:
+    verifier: TokenVerifier
+    mode: dict[str, Any]
+    secret: str | None  # the HS256 secret in use, if any
+
+
+def configured_secret(settings: Settings) -> str | None:
+    if settings.better_auth_secret is None:
+        return None
+    value = settings.better_auth_secret.get_secret_value()
+    return value if value.strip() else None
+
+
+def jwks_url(settings: Settings) -> str | None:
+    raw = (settings.better_auth_jwks_url or "").strip().strip("'\"").strip()
+    return raw or None
+
+
+def build_jwks(settings: Settings) -> JwksCache | None:
+    url = jwks_url(settings)
+    if url is None:
+        return None
+    try:
+        return JwksCache(url)
+    except pyjwt().PyJWKClientError:
+        logger.warning(
+            "BETTER_AUTH_JWKS_URL is not an http(s) URL and is ignored: %s", public_url(url)
+        )
+        return None
+
+
+def build_auth(settings: Settings) -> Auth:
+    """Never raises; may create the generated secret file (local disk only)."""
+    try:
+        return _build_auth(settings)
+    except Exception:  # start-up must survive; tokens then need a restart
+        logger.exception("Auth set-up failed unexpectedly; using an in-memory secret")
+        secret = new_secret()
+        redactor.add(secret)
+        description = (
+            "Auth set-up failed (see the log); tokens are checked with a secret kept in "
+            "memory that no one else knows: set BETTER_AUTH_SECRET."
+        )
+        mode = {"mode": "generated", "description": description, "secret_file": None}
+        return Auth(TokenVerifier(secret=secret, jwks=None), mode, secret)
+
+
+def _build_auth(settings: Settings) -> Auth:
+    jwks = build_jwks(settings)
+    secret = configured_secret(settings)
+    if secret is not None:
+        redactor.add(secret)
+        if len(secret.encode()) < MIN_SECRET_LENGTH:
+            logger.warning(
+                "BETTER_AUTH_SECRET is shorter than %d bytes; use a longer random secret "
+                "(openssl rand -base64 32).",
+                MIN_SECRET_LENGTH,
+            )
+        also = (
+            f" and EdDSA/RS256/ES256 tokens with the JWKS at {public_url(jwks.url)}" if jwks else ""
+        )
+        description = f"Tokens are checked with BETTER_AUTH_SECRET (HS256){also}."
+        mode = {"mode": "configured", "description": description, "secret_file": None}
+    elif jwks is not None:
+        description = (
+            f"Tokens are checked with the JWKS at {public_url(jwks.url)} (EdDSA, RS256, ES256); "
+            "HS256 tokens are refused because BETTER_AUTH_SECRET is not set."
+        )
+        mode = {"mode": "jwks", "description": description, "secret_file": None}
+    else:
+        stored = load_or_create_secret(settings)
+        secret = stored.value
+        if stored.path is None:
+            description = (
+                "Tokens are checked with a generated secret kept in memory only: it changes "
+                "on every restart and no other process can mint tokens for it; set "
+                "BETTER_AUTH_SECRET."
+            )
+        else:
+            description = (
+                f"Tokens are checked with a generated secret stored in {stored.path} ({MINT_HINT})."
+            )
+            if not stored.persistent:
+                description += (
+                    " That location does not survive a restart, so neither do the tokens; "
+                    "set BETTER_AUTH_SECRET."
+                )
+        mode = {
+            "mode": "generated",
+            "description": description,
+            "secret_file": str(stored.path) if stored.path else None,
+        }
+        if stored.path is not None:
+            logger.info(
+                "Auth: BETTER_AUTH_SECRET is not set; %s the generated secret in %s (%s).",
+                "created" if stored.created else "reusing",
+                stored.path,
+                MINT_HINT,
+            )
+    logger.info("Auth: %s", mode["description"])
+    return Auth(TokenVerifier(secret=secret, jwks=jwks), mode, secret)

@@ -1,0 +1,1 @@
+"""Business logic and queries, independent of HTTP."""

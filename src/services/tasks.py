@@ -1,0 +1,160 @@
+"""Task queries. Every function takes an open session and the owner's id; a task that
+does not exist and a task owned by someone else are the same `TASK_NOT_FOUND`.
+
+Plain Core statements on the session's connection: no ORM identity map or unit of
+work per request, and each operation is the fewest round trips that keep it correct
+(list: one query for the page, plus a count only when the page cannot tell the total).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from src.core.errors import ApiError
+from src.models.task import Task, TaskStatus, utc_now
+from src.schemas.tasks import StatusFilter
+
+tasks_table: sa.Table = Task.__table__  # type: ignore[attr-defined]
+_c = tasks_table.c
+_COLUMNS = (_c.id, _c.title, _c.description, _c.status, _c.user_id, _c.created_at, _c.updated_at)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+class TaskRecord(NamedTuple):
+    """One task as stored (fields in `_COLUMNS` order)."""
+
+    id: str
+    title: str
+    description: str | None
+    status: str
+    user_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPage(NamedTuple):
+    items: list[TaskRecord]
+    total: int
+
+
+def task_not_found() -> ApiError:
+    return ApiError(404, "TASK_NOT_FOUND", "No such task.")
+
+
+# Statements are built once, with bound parameters: building them per request costs
+# more than running them on SQLite.
+_USER = sa.bindparam("p_user", type_=sa.String)
+_TASK = sa.bindparam("p_task", type_=sa.String)
+_STATUS = sa.bindparam("p_status", type_=sa.String)
+_OWNED = (_c.id == _TASK, _c.user_id == _USER)
+_NEWEST_FIRST = (_c.created_at.desc(), _c.id.desc())
+
+
+def _page(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    return (
+        sa.select(*_COLUMNS)
+        .where(*where)
+        .order_by(*_NEWEST_FIRST)
+        .limit(sa.bindparam("p_limit", type_=sa.Integer))
+        .offset(sa.bindparam("p_offset", type_=sa.Integer))
+    )
+
+
+def _count(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    return sa.select(sa.func.count()).select_from(tasks_table).where(*where)
+
+
+_LIST_ALL = (_page(_c.user_id == _USER), _count(_c.user_id == _USER))
+_LIST_STATUS = (
+    _page(_c.user_id == _USER, _c.status == _STATUS),
+    _count(_c.user_id == _USER, _c.status == _STATUS),
+)
+_FIND = sa.select(*_COLUMNS).where(*_OWNED)
+# Row lock on PostgreSQL/MySQL (SQLite's write transaction already excludes other
+# writers), so concurrent toggles and edits of one task apply one after the other.
+_FIND_FOR_UPDATE = _FIND.with_for_update()
+_INSERT = sa.insert(tasks_table)
+_DELETE = sa.delete(tasks_table).where(*_OWNED)
+
+
+def list_tasks(
+    session: Session, user_id: str, status: StatusFilter, limit: int, offset: int
+) -> TaskPage:
+    """Newest first; ties (same microsecond) broken by id so pages never overlap."""
+    page, count = _LIST_ALL if status == "all" else _LIST_STATUS
+    params = {"p_user": user_id, "p_status": status, "p_limit": limit, "p_offset": offset}
+    conn = session.connection()
+    items = [TaskRecord._make(row) for row in conn.execute(page, params)]
+    if 0 < len(items) < limit or (not items and offset == 0):
+        # A partial page ends the list: the total is known without counting.
+        return TaskPage(items, offset + len(items))
+    return TaskPage(items, int(conn.execute(count, params).scalar_one()))
+
+
+def create_task(session: Session, user_id: str, title: str, description: str | None) -> TaskRecord:
+    now = utc_now()
+    record = TaskRecord(
+        id=str(uuid.uuid4()),
+        title=title,
+        description=description,
+        status=TaskStatus.PENDING.value,
+        user_id=user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.connection().execute(_INSERT, record._asdict())
+    return record
+
+
+def _find(session: Session, user_id: str, task_id: str, *, for_update: bool = False) -> TaskRecord:
+    statement = _FIND_FOR_UPDATE if for_update else _FIND
+    row = session.connection().execute(statement, {"p_user": user_id, "p_task": task_id}).first()
+    if row is None:
+        raise task_not_found()
+    return TaskRecord._make(row)
+
+
+def get_task(session: Session, user_id: str, task_id: str) -> TaskRecord:
+    return _find(session, user_id, task_id)
+
+
+def _apply(session: Session, current: TaskRecord, values: dict[str, Any]) -> TaskRecord:
+    # Strictly later than before, even if the clock stepped back or two edits share a
+    # microsecond: clients compare updated_at to see that something changed.
+    values["updated_at"] = max(utc_now(), current.updated_at + _ONE_MICROSECOND)
+    session.connection().execute(
+        sa.update(tasks_table).where(*_OWNED).values(values),
+        {"p_user": current.user_id, "p_task": current.id},
+    )
+    return current._replace(**values)
+
+
+def update_task(
+    session: Session, user_id: str, task_id: str, changes: dict[str, str | None]
+) -> TaskRecord:
+    current = _find(session, user_id, task_id, for_update=True)
+    return _apply(session, current, dict(changes))
+
+
+def set_completion(
+    session: Session, user_id: str, task_id: str, completed: bool | None
+) -> TaskRecord:
+    """`completed=None` toggles; a value sets it and changes nothing when already so."""
+    current = _find(session, user_id, task_id, for_update=True)
+    if completed is None:
+        completed = current.status != TaskStatus.COMPLETED.value
+    status = (TaskStatus.COMPLETED if completed else TaskStatus.PENDING).value
+    if status == current.status:
+        return current
+    return _apply(session, current, {"status": status})
+
+
+def delete_task(session: Session, user_id: str, task_id: str) -> None:
+    result = session.connection().execute(_DELETE, {"p_user": user_id, "p_task": task_id})
+    if result.rowcount == 0:
+        raise task_not_found()

@@ -1,0 +1,558 @@
+"""Bearer JWTs: the HS256 secret (configured or generated), a JWKS, and every way a
+token is refused. Auth does not depend on the database, so these run on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from fastapi.testclient import TestClient
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from src.auth import secret as secret_store
+from src.auth.jwks import JwksCache
+from src.auth.secret import SECRET_FILENAME, load_or_create_secret
+from src.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
+from src.cli.token import parse_ttl
+from src.core.logging import redactor
+from tests.conftest import TEST_SECRET, bearer, make_settings, make_token, running_app, wait_ready
+from tests.server import ROOT, clean_env
+
+# -- helpers -------------------------------------------------------------------
+
+
+def b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def unsigned(header: dict[str, Any], payload: dict[str, Any]) -> str:
+    return f"{b64(header)}.{b64(payload)}."
+
+
+def claims(**extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": "alice", "iat": now, "exp": now + 600, **extra}
+
+
+def status_of(client: TestClient, token: str | None, *, raw: str | None = None) -> Any:
+    headers = {}
+    if raw is not None:
+        headers["Authorization"] = raw
+    elif token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.get("/api/alice/tasks", headers=headers)
+
+
+@pytest.fixture
+def hs_client(tmp_path: Path) -> Iterator[TestClient]:
+    with running_app(make_settings(tmp_path, better_auth_secret=TEST_SECRET)) as (_, client):
+        wait_ready(client)
+        yield client
+
+
+# -- HS256 ---------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_every_unauthorized_case_is_401(hs_client: TestClient) -> None:
+    now = int(time.time())
+    cases: dict[str, tuple[str | None, str | None]] = {
+        "no header": (None, None),
+        "empty header": (None, ""),
+        "basic auth": (None, "Basic YWxpY2U6cHc="),
+        "bearer without token": (None, "Bearer "),
+        "token without scheme": (None, make_token()),
+        "garbage": ("garbage", None),
+        "three garbage parts": ("a.b.c", None),
+        "bad signature": (make_token(secret="another-secret-" + "z" * 40), None),
+        "tampered payload": (
+            make_token().split(".")[0]
+            + "."
+            + b64(claims(sub="alice", admin=True))
+            + "."
+            + make_token().split(".")[2],
+            None,
+        ),
+        "expired": (make_token(ttl=-120), None),
+        "alg none": (unsigned({"alg": "none", "typ": "JWT"}, claims()), None),
+        "alg None": (unsigned({"alg": "None"}, claims()), None),
+        "alg NONE signed": (unsigned({"alg": "NONE"}, claims()) + "c2ln", None),
+        "no alg": (unsigned({"typ": "JWT"}, claims()), None),
+        "HS512 not allowed": (make_token(algorithm="HS512"), None),
+        "HS384 not allowed": (make_token(algorithm="HS384"), None),
+        "missing subject": (make_token(None), None),
+        "empty subject": (make_token(""), None),
+        "missing exp": (make_token(exp=None), None),
+        "exp not a number": (make_token(exp="tomorrow"), None),
+        "not yet valid": (make_token(nbf=now + 600), None),
+        "issued in the future": (make_token(iat=now + 600), None),
+        "subject too long": (make_token("a" * 256), None),
+        "huge token": ("x" * 20_000, None),
+    }
+    for name, (token, raw) in cases.items():
+        response = status_of(hs_client, token, raw=raw)
+        assert response.status_code == 401, (name, response.text)
+        body = response.json()
+        assert body["code"] == ("TOKEN_EXPIRED" if name == "expired" else "UNAUTHORIZED"), name
+        assert body["error"], name
+        assert response.headers["www-authenticate"].startswith("Bearer"), name
+        assert TEST_SECRET not in response.text
+
+
+def test_valid_tokens_and_leeway(hs_client: TestClient) -> None:
+    assert status_of(hs_client, make_token()).status_code == 200
+    # Clocks may disagree by 30 s.
+    assert status_of(hs_client, make_token(ttl=-10)).status_code == 200
+    assert status_of(hs_client, make_token(nbf=int(time.time()) + 10)).status_code == 200
+    assert status_of(hs_client, make_token(ttl=-45)).json()["code"] == "TOKEN_EXPIRED"
+    # Scheme is case-insensitive; Better Auth's aud/iss claims are fine.
+    lower = hs_client.get("/api/alice/tasks", headers={"Authorization": f"bearer {make_token()}"})
+    assert lower.status_code == 200
+    with_aud = make_token(aud="http://localhost:3000", iss="http://localhost:3000")
+    assert status_of(hs_client, with_aud).status_code == 200
+    # The subject comes from sub, else user_id, else id.
+    for claim in ("user_id", "id"):
+        token = make_token(None, **{claim: "carol"})
+        response = hs_client.post(
+            "/api/carol/tasks", json={"title": claim}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["user_id"] == "carol"
+    both = make_token("alice", user_id="mallory")
+    assert status_of(hs_client, both).status_code == 200
+
+
+def test_auth_comes_before_validation_and_the_database(hs_client: TestClient) -> None:
+    # No token: 401 even when the rest of the request is wrong too.
+    assert hs_client.get("/api/alice/tasks?limit=0").status_code == 401
+    assert hs_client.post("/api/alice/tasks", json={"nope": 1}).status_code == 401
+    assert hs_client.get("/api/" + "u" * 300 + "/tasks").status_code == 401
+    # Valid token for someone else: 403 before anything else is looked at.
+    response = hs_client.post("/api/bob/tasks", json={"nope": 1}, headers=bearer("alice"))
+    assert response.status_code == 403
+    assert response.json()["code"] == "FORBIDDEN"
+
+
+def test_configured_mode_is_described(tmp_path: Path) -> None:
+    with running_app(make_settings(tmp_path, jwt_secret=TEST_SECRET)) as (app, client):
+        wait_ready(client)
+        mode = app.state.auth_mode
+        assert status_of(client, make_token()).status_code == 200
+    assert mode["mode"] == "configured"
+    assert mode["secret_file"] is None
+    assert "BETTER_AUTH_SECRET" in mode["description"]
+    assert TEST_SECRET not in json.dumps(mode)
+    assert not (tmp_path / SECRET_FILENAME).exists()
+
+
+def test_verified_tokens_are_cached_until_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(secret=TEST_SECRET, jwks=None)
+    token = make_token(ttl=60)
+    assert asyncio.run(verifier.verify(token)) == "alice"
+    calls = []
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: calls.append(1))
+    assert asyncio.run(verifier.verify(token)) == "alice"  # from the cache
+    assert calls == []
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 60 + 31)
+    with pytest.raises(InvalidToken) as refused:
+        asyncio.run(verifier.verify(token))
+    assert refused.value.expired
+
+
+# -- the generated secret ---------------------------------------------------------
+
+
+def test_generated_secret_is_stored_0600_beside_sqlite_and_reused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    db_dir = tmp_path / "db"
+    settings = make_settings(tmp_path, sqlite_path=str(db_dir / "todo.db"))
+    with running_app(settings) as (app, client):
+        wait_ready(client)
+        mode = app.state.auth_mode
+        path = db_dir / SECRET_FILENAME
+        assert mode["mode"] == "generated"
+        assert mode["secret_file"] == str(path)
+        assert str(path) in mode["description"]
+        assert "python -m src token" in mode["description"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        secret = path.read_text().strip()
+        assert len(secret) >= 64
+        token = make_token(secret=secret)
+        created = client.post(
+            "/api/alice/tasks",
+            json={"title": "before"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert created.status_code == 201
+    assert "created the generated secret" in caplog.text
+    caplog.clear()
+    # A restart reuses the same secret: the old token still works.
+    with running_app(make_settings(tmp_path, sqlite_path=str(db_dir / "todo.db"))) as (app, client):
+        wait_ready(client)
+        assert path.read_text().strip() == secret
+        listed = client.get("/api/alice/tasks", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200
+        assert [t["title"] for t in listed.json()] == ["before"]
+    assert "reusing the generated secret" in caplog.text
+    redactor.add(secret)  # cleared by the fixture after the test; check the logs
+    assert secret not in caplog.text
+
+
+def test_in_memory_sqlite_keeps_the_secret_in_memory(tmp_path: Path) -> None:
+    with running_app(make_settings(tmp_path, sqlite_path=":memory:")) as (app, client):
+        wait_ready(client)
+        mode = app.state.auth_mode
+    assert mode["mode"] == "generated"
+    assert mode["secret_file"] is None
+    assert "memory" in mode["description"]
+    assert "restart" in mode["description"]
+    assert not list(tmp_path.glob(f"**/{SECRET_FILENAME}"))
+
+
+def test_workers_starting_at_once_agree_on_one_secret(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    barrier = threading.Barrier(8)
+    results: list[Any] = []
+
+    def start() -> None:
+        barrier.wait()
+        results.append(load_or_create_secret(settings))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r.value for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert (tmp_path / SECRET_FILENAME).read_text().strip() == results[0].value
+
+
+def test_damaged_or_loose_secret_files_are_repaired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(secret_store, "_WRITER_GRACE_SECONDS", 0.1)
+    path = tmp_path / SECRET_FILENAME
+    path.write_text("")
+    stored = load_or_create_secret(make_settings(tmp_path))
+    assert stored.path == path and len(stored.value) >= 32
+    assert path.read_text().strip() == stored.value
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    path.chmod(0o644)
+    again = load_or_create_secret(make_settings(tmp_path))
+    assert again.value == stored.value and not again.created
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_symlinked_secret_file_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("s" * 64)
+    (tmp_path / SECRET_FILENAME).symlink_to(target)
+    stored = load_or_create_secret(make_settings(tmp_path))
+    assert stored.path is None  # kept in memory rather than trusting the link
+    assert stored.value != "s" * 64
+
+
+# -- python -m src token ----------------------------------------------------------
+
+
+def test_parse_ttl() -> None:
+    assert parse_ttl("30s") == 30
+    assert parse_ttl("15m") == 900
+    assert parse_ttl("1h") == 3600
+    assert parse_ttl("7d") == 7 * 86400
+    assert parse_ttl("3600") == 3600
+    assert parse_ttl("2H") == 7200
+    for bad in ("", "0s", "1y", "-5m", "1.5h", "h", "400d"):
+        with pytest.raises(ValueError):
+            parse_ttl(bad)
+
+
+def run_token_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "src", "token", *args],
+        cwd=tmp_path,
+        env={**clean_env(HOME=str(tmp_path / "home"), **env), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_token_cli_uses_the_servers_generated_secret(tmp_path: Path) -> None:
+    db = tmp_path / "db" / "todo.db"
+    result = run_token_cli(tmp_path, "--user", "alice", "--ttl", "30s", SQLITE_PATH=str(db))
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    secret = (db.parent / SECRET_FILENAME).read_text().strip()
+    payload = jwt.decode(token, secret, algorithms=["HS256"])
+    assert payload["sub"] == "alice"
+    assert payload["exp"] - payload["iat"] == 30
+    assert secret not in result.stdout + result.stderr
+    # The server started afterwards accepts it.
+    with running_app(make_settings(tmp_path, sqlite_path=str(db))) as (_, client):
+        wait_ready(client)
+        assert status_of(client, token).status_code == 200
+
+
+def test_token_cli_with_configured_secret_and_refusals(tmp_path: Path) -> None:
+    result = run_token_cli(tmp_path, "--user", "bob", "--ttl", "7d", JWT_SECRET=TEST_SECRET)
+    assert result.returncode == 0, result.stderr
+    payload = jwt.decode(result.stdout.strip(), TEST_SECRET, algorithms=["HS256"])
+    assert payload["sub"] == "bob" and payload["exp"] - payload["iat"] == 7 * 86400
+
+    jwks_only = run_token_cli(
+        tmp_path, "--user", "bob", BETTER_AUTH_JWKS_URL="http://127.0.0.1:9/jwks"
+    )
+    assert jwks_only.returncode == 1
+    assert jwks_only.stdout == ""
+    assert "BETTER_AUTH_SECRET" in jwks_only.stderr
+
+    memory = run_token_cli(tmp_path, "--user", "bob", SQLITE_PATH=":memory:")
+    assert memory.returncode == 1
+    assert "BETTER_AUTH_SECRET" in memory.stderr
+
+    bad_ttl = run_token_cli(tmp_path, "--user", "bob", "--ttl", "forever", JWT_SECRET=TEST_SECRET)
+    assert bad_ttl.returncode == 2
+    assert "--ttl" in bad_ttl.stderr
+
+
+# -- JWKS ---------------------------------------------------------------------------
+
+
+class JwksServer:
+    """A JWKS endpoint on 127.0.0.1 that counts its requests."""
+
+    def __init__(self) -> None:
+        self.keys: list[dict[str, Any]] = []
+        self.requests = 0
+        self.status = 200
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests += 1
+                body = json.dumps({"keys": server.keys}).encode()
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/api/auth/jwks"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> JwksServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.ed = ed25519.Ed25519PrivateKey.generate()
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        self.other_ed = ed25519.Ed25519PrivateKey.generate()
+
+    def jwks(self) -> list[dict[str, Any]]:
+        return [
+            {
+                **OKPAlgorithm.to_jwk(self.ed.public_key(), as_dict=True),
+                "kid": "ed",
+                "alg": "EdDSA",
+            },
+            {
+                **RSAAlgorithm.to_jwk(self.rsa.public_key(), as_dict=True),
+                "kid": "rsa",
+                "use": "sig",
+            },
+            {**ECAlgorithm.to_jwk(self.ec.public_key(), as_dict=True), "kid": "ec"},
+        ]
+
+    def sign(self, algorithm: str, kid: str | None, **extra: Any) -> str:
+        key = {"EdDSA": self.ed, "RS256": self.rsa, "ES256": self.ec}[algorithm]
+        headers = {"kid": kid} if kid is not None else {}
+        return jwt.encode(claims(**extra), key, algorithm=algorithm, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture
+def jwks_server(keys: Keys) -> Iterator[JwksServer]:
+    with JwksServer() as server:
+        server.keys = keys.jwks()
+        yield server
+
+
+def test_jwks_tokens_of_each_algorithm(tmp_path: Path, keys: Keys, jwks_server: JwksServer) -> None:
+    settings = make_settings(tmp_path, better_auth_jwks_url=jwks_server.url)
+    with running_app(settings) as (app, client):
+        wait_ready(client)
+        mode = app.state.auth_mode
+        for algorithm, kid in (("EdDSA", "ed"), ("RS256", "rsa"), ("ES256", "ec")):
+            response = status_of(client, keys.sign(algorithm, kid))
+            assert response.status_code == 200, (algorithm, response.text)
+        for _ in range(20):
+            assert status_of(client, keys.sign("EdDSA", "ed")).status_code == 200
+        # Without a kid, the only key of the token's algorithm is used.
+        assert status_of(client, keys.sign("RS256", None)).status_code == 200
+        # Fetched once (warm-up), not per request.
+        assert jwks_server.requests == 1
+
+        refusals = {
+            "unknown kid": keys.sign("EdDSA", "rotated-away"),
+            "kid of another algorithm": keys.sign("EdDSA", "rsa"),
+            "signed by a key not in the set": jwt.encode(
+                claims(), keys.other_ed, algorithm="EdDSA", headers={"kid": "ed"}
+            ),
+            "HS256 without a secret": make_token(),
+            "HS256 signed with the public key": jwt.encode(
+                claims(), keys.jwks()[0]["x"] * 2, algorithm="HS256", headers={"kid": "ed"}
+            ),
+            "expired": keys.sign("ES256", "ec", exp=int(time.time()) - 120),
+            "no exp": jwt.encode(
+                {"sub": "alice"}, keys.ed, algorithm="EdDSA", headers={"kid": "ed"}
+            ),
+        }
+        for name, token in refusals.items():
+            response = status_of(client, token)
+            assert response.status_code == 401, (name, response.text)
+            assert response.json()["code"] == (
+                "TOKEN_EXPIRED" if name == "expired" else "UNAUTHORIZED"
+            )
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        # An unknown kid refetches at most once per cooldown, not per request.
+        assert jwks_server.requests <= 2
+    assert mode["mode"] == "jwks"
+    assert mode["secret_file"] is None
+    assert jwks_server.url in mode["description"]
+    assert not list(tmp_path.glob(f"**/{SECRET_FILENAME}"))
+
+
+def test_jwks_and_secret_together(tmp_path: Path, keys: Keys, jwks_server: JwksServer) -> None:
+    settings = make_settings(
+        tmp_path, better_auth_jwks_url=jwks_server.url, better_auth_secret=TEST_SECRET
+    )
+    with running_app(settings) as (app, client):
+        wait_ready(client)
+        assert status_of(client, make_token()).status_code == 200
+        assert status_of(client, keys.sign("EdDSA", "ed")).status_code == 200
+        assert app.state.auth_mode["mode"] == "configured"
+        assert "JWKS" in app.state.auth_mode["description"]
+
+
+def test_unreachable_jwks_fails_fast_with_503(
+    tmp_path: Path, keys: Keys, refused_port: int
+) -> None:
+    url = f"http://127.0.0.1:{refused_port}/jwks"
+    with running_app(make_settings(tmp_path, better_auth_jwks_url=url)) as (_, client):
+        wait_ready(client)
+        started = time.monotonic()
+        response = status_of(client, keys.sign("EdDSA", "ed"))
+        assert time.monotonic() - started < 5
+        assert response.status_code == 503
+        assert response.json()["code"] == "AUTH_UNAVAILABLE"
+        assert response.headers["retry-after"]
+        # Requests without a usable token are still plain 401s.
+        assert status_of(client, None).status_code == 401
+
+
+def test_invalid_jwks_url_is_ignored(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, better_auth_jwks_url="file:///etc/passwd")
+    with running_app(settings) as (app, client):
+        wait_ready(client)
+        assert app.state.auth_mode["mode"] == "generated"
+
+
+def test_jwks_cache_rotation_staleness_and_deadlines(
+    keys: Keys, jwks_server: JwksServer, hung_port: int
+) -> None:
+    async def scenario() -> None:
+        cache = JwksCache(jwks_server.url, cooldown=0, ttl=0.2, failure_cooldown=0.2)
+        assert (await cache.key_for("ed", "EdDSA")).key_id == "ed"
+        # Rotation: a new kid is fetched when it first appears.
+        jwks_server.keys = [
+            {**OKPAlgorithm.to_jwk(keys.other_ed.public_key(), as_dict=True), "kid": "new"}
+        ]
+        assert (await cache.key_for("new", "EdDSA")).key_id == "new"
+        # The endpoint failing later: the last good set keeps working.
+        jwks_server.status = 500
+        await asyncio.sleep(0.3)
+        assert (await cache.key_for("new", "EdDSA")).key_id == "new"
+        with pytest.raises(InvalidToken):
+            await cache.key_for("ed", "EdDSA")
+        # No kid and two keys of that algorithm: ambiguous, refused.
+        jwks_server.keys = [
+            {**OKPAlgorithm.to_jwk(keys.other_ed.public_key(), as_dict=True), "kid": "new"},
+            {**OKPAlgorithm.to_jwk(keys.ed.public_key(), as_dict=True), "kid": "ed"},
+        ]
+        jwks_server.status = 200
+        await asyncio.sleep(0.3)
+        assert (await cache.key_for("ed", "EdDSA")).key_id == "ed"
+        with pytest.raises(InvalidToken):
+            await cache.key_for(None, "EdDSA")
+        # Concurrent misses share one fetch.
+        jwks_server.status = 200
+        await asyncio.sleep(0.3)
+        before = jwks_server.requests
+        await asyncio.gather(*(cache.key_for("new", "EdDSA") for _ in range(10)))
+        assert jwks_server.requests - before <= 1
+
+        hung = JwksCache(f"http://127.0.0.1:{hung_port}/jwks", timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            await hung.key_for("ed", "EdDSA")
+        assert time.monotonic() - started < 2.5
+        # Failing again straight away does not wait again.
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            await hung.key_for("ed", "EdDSA")
+        assert time.monotonic() - started < 0.2
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_secret_env_values_are_never_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    short = "short-secret"
+    with running_app(make_settings(tmp_path, better_auth_secret=short)) as (_, client):
+        wait_ready(client)
+        token = make_token(secret=short)
+        assert status_of(client, token).status_code == 200
+        logging.getLogger("test").warning("leak attempt: %s", short)
+    assert short not in caplog.text
+    assert "shorter than 32 bytes" in caplog.text
+    assert os.environ.get("BETTER_AUTH_SECRET") is None
