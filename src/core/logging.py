@@ -24,6 +24,9 @@ MASK = "***"
 # Short values are only masked as whole tokens: masking "pg" inside "postgresql" would
 # make every line unreadable without hiding anything.
 _SUBSTRING_MIN_LEN = 6
+# Plain words (user names such as "postgres") are masked only as whole tokens, so that
+# "postgresql" stays readable; anything else that long is masked wherever it appears.
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class Redactor:
@@ -56,7 +59,7 @@ class Redactor:
         parts = []
         for secret in sorted(self._secrets, key=len, reverse=True):
             escaped = re.escape(secret)
-            if len(secret) >= _SUBSTRING_MIN_LEN:
+            if len(secret) >= _SUBSTRING_MIN_LEN and not _PLAIN_WORD.fullmatch(secret):
                 parts.append(escaped)
             else:
                 parts.append(rf"(?<![\w.-]){escaped}(?![\w-])")

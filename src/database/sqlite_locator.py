@@ -243,7 +243,8 @@ def _persistence(
         return True, f"{path} is on a mounted volume ({volume}), so it survives restarts."
     return False, (
         f"On a Hugging Face Space, {path} is on the container disk, which is wiped on every "
-        "restart and rebuild; attach a volume or set DATABASE_URL."
+        "restart and rebuild; set DATABASE_URL to an external database to keep data (a "
+        "Storage Bucket mounted at /data has refused writes from the Space's uid 1000)."
     )
 
 
