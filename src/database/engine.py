@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL, Engine, create_engine
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from src.config.settings import APP_NAME, Settings
+from src.database.concurrency import SQLITE_WORKERS
 from src.database.deadline import DeadlineWatchdog
 
 # Providers drop idle connections (Neon after 5 minutes, some proxies sooner); recycle first.
@@ -126,9 +127,12 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
             pool_timeout=settings.database_connect_timeout,
         )
     else:
+        # Sized to the work limiter (src.database.concurrency), with room for the
+        # manager's probes: an SQLite connection is cheap to keep, costly to reopen
+        # (pragmas, WAL check) on every request.
         options.update(
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
+            pool_size=SQLITE_WORKERS,
+            max_overflow=4,
             pool_timeout=settings.database_connect_timeout,
         )
     engine = create_engine(

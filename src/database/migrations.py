@@ -6,12 +6,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 APP_DIR = Path(__file__).resolve().parents[2]
 ALEMBIC_DIR = APP_DIR / "alembic"
@@ -23,17 +23,27 @@ _MYSQL_LOCK_WAIT_SECONDS = 120
 logger = logging.getLogger(__name__)
 
 
+# Alembic is imported where it is used: it costs ~90 ms at import, and migrations run
+# in the background after the server already answers.
+
+
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     return config
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -70,6 +80,8 @@ def migration_lock(connection: Connection) -> Iterator[None]:
 
 def upgrade_to_head(engine: Engine) -> str | None:
     """Apply every pending migration; returns the revision the database is now at."""
+    from alembic import command
+
     with engine.connect() as connection:
         with migration_lock(connection):
             config = alembic_config()
