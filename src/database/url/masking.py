@@ -1,0 +1,78 @@
+"""What must never be shown: user names, passwords and secret options.
+
+Wherever a database URL is shown (the status API, `doctor`, an engine's repr) it
+is masked here, and the log redactor is given the secrets to scrub, including
+those of a rejected value: a broken URL is when someone is most likely to print it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from sqlalchemy.engine import URL
+
+from src.database.url.libpq import EXTRA_SECRET_KEYWORDS, libpq_keywords
+from src.database.url.parts import decode
+
+
+def is_secret_option(key: str) -> bool:
+    """Whether an option's value must be masked and redacted."""
+    lowered = key.lower()
+    return (
+        lowered in libpq_keywords()[1]
+        or lowered in EXTRA_SECRET_KEYWORDS
+        or "password" in lowered
+        or "secret" in lowered
+    )
+
+
+def mask_url(url: URL) -> str:
+    """The URL for display: user name, password and secret option values as `***`."""
+    text = f"{url.drivername}://"
+    if url.username or url.password:
+        text += ("***" if url.username else "") + (":***" if url.password else "") + "@"
+    if url.host:
+        text += ",".join(f"[{h}]" if ":" in h else h for h in url.host.split(","))
+    if url.port is not None:
+        text += f":{url.port}"
+    if url.database is not None:
+        text += "/" + quote(url.database, safe="/:@+ ")
+    if url.query:
+        pairs = []
+        for key, values in url.query.items():
+            for value in (values,) if isinstance(values, str) else values:
+                shown = "***" if is_secret_option(key) else quote(value, safe="/:,")
+                pairs.append(f"{quote(key)}={shown}")
+        text += "?" + "&".join(pairs)
+    return text
+
+
+class RedactedURL(URL):
+    """A URL whose repr/str hides the user name too, so logging an engine is safe.
+
+    `render_as_string(hide_password=False)` still gives the real URL.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return mask_url(self)
+
+
+def credential_pieces(text: str) -> tuple[str, ...]:
+    """Whatever in a rejected value might be a credential, written and decoded."""
+    _, sep, rest = text.partition("://")
+    if not sep:
+        # Not a URL at all: it may well be a password pasted into the wrong field.
+        return (text,)
+    pieces: list[str] = []
+    if "@" in rest:
+        userinfo = rest[: rest.rindex("@")]
+        user, _, password = userinfo.partition(":")
+        pieces += [userinfo, user, password]
+    for option in rest.rpartition("?")[2].split("&"):
+        key, _, value = option.partition("=")
+        if is_secret_option(key):
+            pieces.append(value)
+    pieces += [d for d in map(decode, pieces) if d is not None]
+    return tuple(dict.fromkeys(p for p in pieces if p))
