@@ -1061,3 +1061,23 @@ def test_resolution_is_frozen() -> None:
     res = resolve_database_url("sqlite://")
     with pytest.raises(AttributeError):
         res.errors = ("x",)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "mysql://h.example.com/app?user=a&User=b",
+        "postgresql://h.example.com/app?password=one&PASSWORD=two",
+    ],
+)
+def test_credential_option_spelled_twice_differently_is_an_error(raw: str) -> None:
+    resolution = resolve_database_url(raw)
+    assert not resolution.ok
+    assert any("given twice" in error for error in resolution.errors)
+
+
+def test_database_given_as_an_option_is_checked_for_placeholders() -> None:
+    resolution = resolve_database_url("postgresql://u:p@db.example.com?dbname=%3Cdbname%3E")
+    assert not resolution.ok
+    assert any("placeholder" in error for error in resolution.errors)
+    assert resolve_database_url("postgresql://u:p@db.example.com?dbname=app").ok

@@ -94,4 +94,10 @@ def take_credential(opts: Options, key: str, value: str) -> None:
     if not value:
         opts.repairs.append(f"Ignored the empty option '{key}'.")
         return
+    previous = getattr(opts, key)
+    if previous is not None and previous != value:
+        # Spelled twice (e.g. `user=` and `User=`) with different values: which one the
+        # driver would use is a guess, so neither is.
+        opts.errors.append(f"The option '{key}' is given twice with different values; keep one.")
+        return
     setattr(opts, key, value)

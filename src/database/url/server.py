@@ -112,7 +112,7 @@ def _database(
             "really part of the name."
         )
         return None
-    if raw and TEMPLATE.search(raw):
+    if TEMPLATE.search(raw or database):
         errors.append(
             f"The database name in {source} is still a template placeholder; replace it "
             "with the real database name."
