@@ -97,7 +97,18 @@ def _redacted(value: Any) -> Any:
 # HEAD too: a Space (or a load balancer) may probe with it; a 405 can leave a Space stuck
 # in "Starting". Listed once in the OpenAPI document, under GET.
 @router.head("/", include_in_schema=False, response_model=None)
-@router.get("/", summary="Status page", response_model=None)
+@router.get(
+    "/",
+    summary="Status page",
+    response_class=HTMLResponse,
+    responses={
+        200: {
+            "description": "HTML for browsers; the same facts as JSON with "
+            "`Accept: application/json`.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def status_page(request: Request, manager: ManagerDep) -> Response:
     facts = status_facts(request, manager)
     if _wants_json(request.headers.get("accept", "")):

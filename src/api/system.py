@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from src.core.errors import error_body
+from src.core.errors import ErrorResponse, error_body
 from src.database.manager import DatabaseManager
 from src.database.session import get_manager
 from src.database.state import ConnectionState
@@ -80,7 +80,11 @@ def database_report(manager: DatabaseManager) -> dict[str, Any]:
     }
 
 
-@router.get("/health", summary="Liveness")
+@router.get(
+    "/health",
+    summary="Liveness",
+    responses={503: {"description": "CONNECTION_ERROR: no database can be used; see why."}},
+)
 async def health(manager: ManagerDep) -> JSONResponse:
     body = {
         "status": health_status(manager),
@@ -93,7 +97,11 @@ async def health(manager: ManagerDep) -> JSONResponse:
     return JSONResponse(body, code)
 
 
-@router.get("/ready", summary="Readiness")
+@router.get(
+    "/ready",
+    summary="Readiness",
+    responses={503: {"model": ErrorResponse, "description": "No database connected yet."}},
+)
 async def ready(manager: ManagerDep) -> JSONResponse:
     if manager.ready:
         return JSONResponse(

@@ -49,7 +49,8 @@ OffsetQuery = Annotated[
 _TOTAL_HEADER = {
     "X-Total-Count": {
         "description": "How many tasks match the filter, across all pages.",
-        "schema": {"type": "integer"},
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
     }
 }
 
@@ -96,7 +97,15 @@ async def list_tasks(
     summary="Create a task",
     response_model=TaskRead,
     responses={
-        201: {"headers": {"Location": {"description": "The new task's URL."}}},
+        201: {
+            "headers": {
+                "Location": {
+                    "description": "The new task's URL.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            }
+        },
         **error_responses(413),
     },
 )

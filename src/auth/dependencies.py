@@ -14,11 +14,15 @@ from fastapi.security import HTTPBearer
 
 from src.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 from src.core.errors import ApiError
+from src.schemas.text import WHITESPACE_CLASS
 
 USER_ID_MAX = 255
 # No surrounding whitespace (MariaDB compares 'a' and 'a ' as equal) and no control
-# characters: such ids could not be compared identically on every database.
-USER_ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+# characters: such ids could not be compared identically on every database. No `/`:
+# servers decode `%2F` before routing, so such an id could never be addressed.
+_EDGE = rf"[^{WHITESPACE_CLASS}\x00-\x1f\x7f/]"
+_INNER = r"[^\x00-\x1f\x7f/]"
+USER_ID_PATTERN = rf"^(?:{_EDGE}|{_EDGE}{_INNER}*{_EDGE})$"
 
 
 def _unauthorized(message: str, *, expired: bool = False, invalid: bool = True) -> ApiError:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from src.core.logging import request_id_var
 from src.database.failures import is_connectivity_error
@@ -37,6 +38,7 @@ _STATUS_CODES = {
     500: "INTERNAL_ERROR",
     503: "SERVICE_UNAVAILABLE",
 }
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Validation details echo at most this much of a rejected value.
 _MAX_DETAIL_INPUT = 80
 
@@ -66,12 +68,34 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
+# Headers every such response carries (the handlers below and src.auth always set them).
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": '`Bearer` (no token) or `Bearer error="invalid_token"`.',
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
+}
+
+
 def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the given error statuses, with the error schema."""
-    return {
-        code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]}
-        for code in status_codes
-    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in status_codes:
+        entry = {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]}
+        if code in _ERROR_HEADERS:
+            entry["headers"] = _ERROR_HEADERS[code]
+        responses[code] = entry
+    return responses
 
 
 class ApiError(Exception):
@@ -138,7 +162,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         message = str(exc.detail) if exc.detail else code.replace("_", " ").capitalize()
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path. Starlette's own 405 names only the
+    first route that matched the path (`Allow: GET` on a path that also takes POST)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

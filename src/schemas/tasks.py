@@ -22,8 +22,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from src.models.task import DESCRIPTION_MAX, TITLE_MAX
+from src.schemas.text import WHITESPACE, WHITESPACE_CLASS
 
 StatusFilter = Literal["all", "pending", "completed"]
 TaskStatusValue = Literal["pending", "completed"]
@@ -41,17 +43,55 @@ def _storable(value: str) -> str:
     return value
 
 
+_W = f"[{WHITESPACE_CLASS}]"
+_N = rf"[^{WHITESPACE_CLASS}\x00]"
+# No NUL anywhere; once trimmed, 1 to TITLE_MAX characters. (Spelled as an alternation:
+# schemathesis' boundary-value generator cannot satisfy `N(?:…N)?`.)
+TITLE_PATTERN = rf"^{_W}*(?:{_N}|{_N}[^\x00]{{0,{TITLE_MAX - 2}}}{_N}){_W}*$"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
+def _title(value: str) -> str:
+    value = value.strip(WHITESPACE)
+    if not value:
+        raise PydanticCustomError(
+            "string_too_short", "must contain a character other than whitespace"
+        )
+    if len(value) > TITLE_MAX:
+        raise PydanticCustomError(
+            "string_too_long",
+            "must be at most {max_length} characters once surrounding whitespace is removed",
+            {"max_length": TITLE_MAX},
+        )
+    return _storable(value)
+
+
+# Documented as the pattern (not minLength/maxLength): the limits apply after trimming.
 Title = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX),
-    AfterValidator(_storable),
-    Field(description=f"1 to {TITLE_MAX} characters; surrounding whitespace is removed."),
+    AfterValidator(_title),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "pattern": TITLE_PATTERN,
+            "description": "Surrounding whitespace (Unicode White_Space) is removed; "
+            f"then 1 to {TITLE_MAX} characters. No NUL.",
+        }
+    ),
 ]
 Description = Annotated[
     str,
     StringConstraints(max_length=DESCRIPTION_MAX),
     AfterValidator(_storable),
-    Field(description=f"At most {DESCRIPTION_MAX} characters."),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": DESCRIPTION_MAX,
+            "pattern": NO_NUL_PATTERN,
+            "description": f"At most {DESCRIPTION_MAX} characters. No NUL.",
+        }
+    ),
 ]
 
 
@@ -78,6 +118,8 @@ class TaskCreate(_Request):
 
 class TaskUpdate(_Request):
     """At least one field. `description: null` clears the description."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
