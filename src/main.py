@@ -66,9 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = DatabaseManager(settings)
 
     install_error_handlers(app)
+    # Routes are matched in order: the task API, which carries the traffic, goes first.
+    app.include_router(tasks.router)
     app.include_router(status_page.router)
     app.include_router(system.router)
-    app.include_router(tasks.router)
     install_openapi(app)
     app.add_middleware(RequestContextMiddleware)
     # Outermost, so that every response (errors included) carries the CORS headers.

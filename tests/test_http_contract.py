@@ -278,3 +278,23 @@ def test_request_id_reaches_the_log_line(app_client: tuple[FastAPI, TestClient])
     lines = stream.getvalue().splitlines()
     assert any("[trace-me-42]" in line and "GET /api/alice/tasks 200" in line for line in lines)
     assert any(f"[{generated}]" in line for line in lines)
+
+
+def test_task_bodies_match_the_documented_model(app_client: tuple[FastAPI, TestClient]) -> None:
+    from src.schemas.tasks import TaskRead
+
+    _, client = app_client
+    created = client.post(
+        "/api/alice/tasks",
+        json={"title": " Café 学习 👩🏽‍💻 ", "description": None},
+        headers=bearer(),
+    )
+    assert created.status_code == 201
+    listed = client.get("/api/alice/tasks", headers=bearer())
+    for body in (created.json(), *listed.json()):
+        assert set(body) == set(TaskRead.model_fields)
+        TaskRead.model_validate(body)
+        assert body["created_at"].endswith("+00:00")
+    assert created.json()["title"] == "Café 学习 👩🏽‍💻"
+    # Non-ASCII travels as UTF-8, not \\u escapes.
+    assert "学习".encode() in created.content

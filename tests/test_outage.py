@@ -57,8 +57,8 @@ def test_postgres_stopped_mid_run_gives_fast_503_and_recovers(
 
     @app.get("/probe/db")
     async def probe(engine: EngineDep) -> dict[str, int]:
-        one = await unit_of_work.read(engine, lambda s: s.connection().execute(text("select 1")))
-        return {"one": int(one.scalar_one())}
+        one = await unit_of_work.read(engine, lambda c: c.execute(text("select 1")).scalar_one())
+        return {"one": int(one)}
 
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_ready(client)

@@ -29,7 +29,7 @@ def test_silent_primary_gives_503_within_the_timeouts_then_recovers(
         @app.get("/probe/db")
         async def probe(engine: EngineDep) -> dict[str, int]:
             one = await unit_of_work.read(
-                engine, lambda s: s.connection().execute(text("select 1")).scalar_one()
+                engine, lambda c: c.execute(text("select 1")).scalar_one()
             )
             return {"one": int(one)}
 

@@ -9,7 +9,8 @@ connection error, which the app answers with a 503 and the pool discards.
 
 PyMySQL needs none of this (its `read_timeout` bounds every read) and SQLite has no
 network. The pre-ping also runs here, after the connection is registered, so that the
-ping itself is bounded too (SQLAlchemy's own pre-ping runs before any event could).
+ping itself is bounded too (SQLAlchemy's own pre-ping runs before any event could), and
+only for a connection that sat idle: under load it would double the round trips.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
 
 _WATCH_INTERVAL = 0.1
+# A connection idle this long is pinged before use (providers and proxies drop idle
+# connections; pool_recycle retires them before the usual cut-offs).
+PING_AFTER_IDLE_SECONDS = 5.0
+_RETURNED_AT = "todo_returned_at"
 
 
 class DeadlineWatchdog:
@@ -48,12 +53,17 @@ class DeadlineWatchdog:
         event.listen(engine, "checkin", self._on_checkin)
         event.listen(engine, "engine_disposed", lambda _engine: self.stop())
 
-    def _on_checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    def _on_checkout(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         deadline = request_deadline.get() or time.monotonic() + self._default_timeout
         with self._lock:
             self._held[id(dbapi_connection)] = (deadline, dbapi_connection)
             self._ensure_thread()
-        self._wake.set()
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
+            # Fresh, or in use a moment ago: a ping would cost a round trip per request
+            # to learn nothing. If the server died meanwhile, the query fails, the request
+            # gets a 503 and the manager's probe takes over.
+            return
         try:
             self._engine.dialect.do_ping(dbapi_connection)
         except Exception as error:
@@ -61,7 +71,8 @@ class DeadlineWatchdog:
             # Tells the pool to discard this connection and try a fresh one.
             raise exc.DisconnectionError(f"pre-ping failed: {type(error).__name__}") from error
 
-    def _on_checkin(self, dbapi_connection: Any, _record: Any) -> None:
+    def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
         if dbapi_connection is not None:
             self._forget(dbapi_connection)
 

@@ -1,5 +1,5 @@
 """Database access for requests: the engine dependency (which waits for start-up and sets
-the request's deadline) and the session context used for each unit of work."""
+the request's deadline) and the connection context used for each unit of work."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlalchemy.engine import Connection, Engine
 
 from src.database.deadline import request_deadline
 from src.database.engine import SQLITE_WRITE
@@ -38,20 +37,26 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
 @contextmanager
-def open_session(engine: Engine, *, write: bool) -> Iterator[Session]:
-    """One session for one unit of work: rolled back on error, always closed.
+def open_connection(
+    engine: Engine, *, write: bool, single_statement: bool = False
+) -> Iterator[Connection]:
+    """One connection for one unit of work: committed when the block ends, rolled back on
+    error, always returned to the pool.
 
-    `write=False` lets SQLite readers run beside a writer; `write=True` takes SQLite's
-    write lock up front (BEGIN IMMEDIATE). There is deliberately no FastAPI session
-    dependency: a dependency and a sync route run on different worker threads, and a
-    transaction holding SQLite's write lock must not wait for a free thread in between
-    (see src.services.unit_of_work, which runs the whole transaction in one hop).
+    SQLite: `write=False` lets readers run beside a writer (BEGIN), `write=True` takes the
+    write lock up front (BEGIN IMMEDIATE). PostgreSQL and MySQL: reads and single-statement
+    writes run in autocommit, saving the BEGIN and COMMIT round trips; at READ COMMITTED
+    a transaction would not give a read two statements long one snapshot anyway.
+
+    There is deliberately no FastAPI session dependency: a dependency and a sync route run
+    on different worker threads, and a transaction holding SQLite's write lock must not
+    wait for a free thread in between (src.services.unit_of_work runs the whole unit of
+    work in one hop). The queries are Core statements, so no ORM Session is needed either.
     """
-    with Session(engine, expire_on_commit=False) as session:
+    with engine.connect() as connection:
         if engine.url.get_backend_name() == "sqlite":
-            session.connection(execution_options={SQLITE_WRITE: write})
-        try:
-            yield session
-        except Exception:
-            session.rollback()
-            raise
+            connection.execution_options(**{SQLITE_WRITE: write})
+        elif single_statement or not write:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        with connection.begin():
+            yield connection

@@ -17,7 +17,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
-    TypeAdapter,
     WithJsonSchema,
     model_validator,
 )
@@ -152,7 +151,3 @@ class TaskRead(BaseModel):
     user_id: str
     created_at: UtcTimestamp
     updated_at: UtcTimestamp
-
-
-TASK = TypeAdapter(TaskRead)
-TASK_LIST = TypeAdapter(list[TaskRead])

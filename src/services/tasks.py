@@ -1,8 +1,9 @@
-"""Task queries. Every function takes an open session and the owner's id; a task that
-does not exist and a task owned by someone else are the same `TASK_NOT_FOUND`.
+"""Task queries. Every function takes a connection in an open transaction and the owner's
+id; a task that does not exist and a task owned by someone else are the same
+`TASK_NOT_FOUND`.
 
-Plain Core statements on the session's connection: no ORM identity map or unit of
-work per request, and each operation is the fewest round trips that keep it correct
+Plain Core statements on a Connection: no ORM session, identity map or unit of work
+per request, and each operation is the fewest round trips that keep it correct
 (list: one query for the page, plus a count only when the page cannot tell the total).
 """
 
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlalchemy.engine import Connection
 
 from src.core.errors import ApiError
 from src.models.task import Task, TaskStatus, utc_now
@@ -83,12 +84,11 @@ _DELETE = sa.delete(tasks_table).where(*_OWNED)
 
 
 def list_tasks(
-    session: Session, user_id: str, status: StatusFilter, limit: int, offset: int
+    conn: Connection, user_id: str, status: StatusFilter, limit: int, offset: int
 ) -> TaskPage:
     """Newest first; ties (same microsecond) broken by id so pages never overlap."""
     page, count = _LIST_ALL if status == "all" else _LIST_STATUS
     params = {"p_user": user_id, "p_status": status, "p_limit": limit, "p_offset": offset}
-    conn = session.connection()
     items = [TaskRecord._make(row) for row in conn.execute(page, params)]
     if 0 < len(items) < limit or (not items and offset == 0):
         # A partial page ends the list: the total is known without counting.
@@ -96,7 +96,7 @@ def list_tasks(
     return TaskPage(items, int(conn.execute(count, params).scalar_one()))
 
 
-def create_task(session: Session, user_id: str, title: str, description: str | None) -> TaskRecord:
+def create_task(conn: Connection, user_id: str, title: str, description: str | None) -> TaskRecord:
     now = utc_now()
     record = TaskRecord(
         id=str(uuid.uuid4()),
@@ -107,27 +107,27 @@ def create_task(session: Session, user_id: str, title: str, description: str | N
         created_at=now,
         updated_at=now,
     )
-    session.connection().execute(_INSERT, record._asdict())
+    conn.execute(_INSERT, record._asdict())
     return record
 
 
-def _find(session: Session, user_id: str, task_id: str, *, for_update: bool = False) -> TaskRecord:
+def _find(conn: Connection, user_id: str, task_id: str, *, for_update: bool = False) -> TaskRecord:
     statement = _FIND_FOR_UPDATE if for_update else _FIND
-    row = session.connection().execute(statement, {"p_user": user_id, "p_task": task_id}).first()
+    row = conn.execute(statement, {"p_user": user_id, "p_task": task_id}).first()
     if row is None:
         raise task_not_found()
     return TaskRecord._make(row)
 
 
-def get_task(session: Session, user_id: str, task_id: str) -> TaskRecord:
-    return _find(session, user_id, task_id)
+def get_task(conn: Connection, user_id: str, task_id: str) -> TaskRecord:
+    return _find(conn, user_id, task_id)
 
 
-def _apply(session: Session, current: TaskRecord, values: dict[str, Any]) -> TaskRecord:
+def _apply(conn: Connection, current: TaskRecord, values: dict[str, Any]) -> TaskRecord:
     # Strictly later than before, even if the clock stepped back or two edits share a
     # microsecond: clients compare updated_at to see that something changed.
     values["updated_at"] = max(utc_now(), current.updated_at + _ONE_MICROSECOND)
-    session.connection().execute(
+    conn.execute(
         sa.update(tasks_table).where(*_OWNED).values(values),
         {"p_user": current.user_id, "p_task": current.id},
     )
@@ -135,26 +135,26 @@ def _apply(session: Session, current: TaskRecord, values: dict[str, Any]) -> Tas
 
 
 def update_task(
-    session: Session, user_id: str, task_id: str, changes: dict[str, str | None]
+    conn: Connection, user_id: str, task_id: str, changes: dict[str, str | None]
 ) -> TaskRecord:
-    current = _find(session, user_id, task_id, for_update=True)
-    return _apply(session, current, dict(changes))
+    current = _find(conn, user_id, task_id, for_update=True)
+    return _apply(conn, current, dict(changes))
 
 
 def set_completion(
-    session: Session, user_id: str, task_id: str, completed: bool | None
+    conn: Connection, user_id: str, task_id: str, completed: bool | None
 ) -> TaskRecord:
     """`completed=None` toggles; a value sets it and changes nothing when already so."""
-    current = _find(session, user_id, task_id, for_update=True)
+    current = _find(conn, user_id, task_id, for_update=True)
     if completed is None:
         completed = current.status != TaskStatus.COMPLETED.value
     status = (TaskStatus.COMPLETED if completed else TaskStatus.PENDING).value
     if status == current.status:
         return current
-    return _apply(session, current, {"status": status})
+    return _apply(conn, current, {"status": status})
 
 
-def delete_task(session: Session, user_id: str, task_id: str) -> None:
-    result = session.connection().execute(_DELETE, {"p_user": user_id, "p_task": task_id})
+def delete_task(conn: Connection, user_id: str, task_id: str) -> None:
+    result = conn.execute(_DELETE, {"p_user": user_id, "p_task": task_id})
     if result.rowcount == 0:
         raise task_not_found()
