@@ -4,6 +4,7 @@ the benchmark uses wrk). Records every task the server acknowledged with a 201."
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,10 @@ from typing import Any
 
 import httpx2 as httpx
 import jwt
+
+# One INFO line per request from the client library would cost the load generator more
+# CPU than the requests themselves.
+logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 def bearer(secret: str, user: str) -> dict[str, str]:
