@@ -36,6 +36,13 @@ class Server:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until /ready says 200 (a database connected and migrated)."""
+        deadline = time.monotonic() + timeout
+        while httpx.get(self.base_url + "/ready", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, f"not ready after {timeout}s:\n{self.logs()}"
+            time.sleep(0.05)
+
     def client(self, timeout: float = 10) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=timeout)
 

@@ -14,15 +14,13 @@ import logging
 import os
 import secrets
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from src.config.settings import Settings
 from src.core.logging import redactor
-from src.database.migrations import APP_DIR
-from src.database.sqlite_locator import locate_sqlite
+from src.database.sqlite_locator import locate_for
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +47,7 @@ def new_secret() -> str:
 
 def secret_location(settings: Settings) -> tuple[Path | None, bool, str]:
     """Where the secret file goes: the directory of the SQLite database the app would use."""
-    location = locate_sqlite(
-        configured=settings.sqlite_path_setting,
-        app_dir=APP_DIR,
-        home=settings.home_dir,
-        tmp_dir=Path(tempfile.gettempdir()),
-        on_space=settings.on_space,
-    )
+    location = locate_for(settings)
     if location.path is None:
         return None, False, location.persistence_note
     return location.path.parent / SECRET_FILENAME, location.persistent, location.persistence_note

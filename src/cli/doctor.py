@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from src.config.settings import Settings, load_settings
 from src.core.logging import redactor
 from src.database.engine import create_database_engine
 from src.database.failures import Failure, FailureKind, classify
-from src.database.migrations import APP_DIR
 from src.database.probe import call_with_deadline, check_connection
 from src.database.resolver import Resolution, resolve_database_url
-from src.database.sqlite_locator import locate_sqlite
+from src.database.sqlite_locator import locate_for
 
 
 def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
@@ -46,13 +43,7 @@ def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
     would_fall_back = not primary_usable and (
         policy == "auto" or (policy == "invalid-only" and not resolution.ok)
     )
-    location = locate_sqlite(
-        configured=settings.sqlite_path_setting,
-        app_dir=APP_DIR,
-        home=settings.home_dir,
-        tmp_dir=Path(tempfile.gettempdir()),
-        on_space=settings.on_space,
-    )
+    location = locate_for(settings)
     if primary_usable:
         persistent: bool | None = True
     elif would_fall_back:

@@ -26,6 +26,8 @@ from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 APP_NAME = "todo-backend"
+# The project root (the folder holding src/): where ./data and alembic/ are.
+APP_DIR = Path(__file__).resolve().parents[2]
 APP_VERSION = "1.0.0"
 
 FallbackPolicy = Literal["auto", "invalid-only", "never"]

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL, Engine
@@ -23,10 +22,10 @@ from src.config.settings import Settings
 from src.core.logging import redactor
 from src.database.engine import checkpoint_sqlite, create_database_engine
 from src.database.failures import Failure, FailureKind, classify
-from src.database.migrations import APP_DIR, upgrade_to_head
+from src.database.migrations import upgrade_to_head
 from src.database.probe import call_with_deadline, check_connection
 from src.database.resolver import Resolution, resolve_database_url
-from src.database.sqlite_locator import locate_sqlite
+from src.database.sqlite_locator import locate_for
 from src.database.state import (
     CONNECTED,
     DECIDING,
@@ -48,18 +47,12 @@ class DatabaseManager:
         self,
         settings: Settings,
         *,
-        app_dir: Path = APP_DIR,
-        tmp_dir: Path | None = None,
         migrate: Callable[[Engine], str | None] = upgrade_to_head,
     ) -> None:
-        import tempfile
-
         self.settings = settings
         raw, source = settings.primary_url_input
         self.resolution: Resolution = resolve_database_url(raw, source=source)
         redactor.add(*self.resolution.secrets())
-        self._app_dir = app_dir
-        self._tmp_dir = tmp_dir or Path(tempfile.gettempdir())
         self._migrate = migrate
         self._status = DatabaseStatus()
         self._engine: Engine | None = None
@@ -222,14 +215,7 @@ class DatabaseManager:
             logger.error("No database: %s", self._status.reason)
             return
         self._set_state(ConnectionState.CONNECTING_FALLBACK, self._status.fallback_reason or "")
-        location = await asyncio.to_thread(
-            locate_sqlite,
-            configured=self.settings.sqlite_path_setting,
-            app_dir=self._app_dir,
-            home=self.settings.home_dir,
-            tmp_dir=self._tmp_dir,
-            on_space=self.settings.on_space,
-        )
+        location = await asyncio.to_thread(locate_for, self.settings)
         self._status.sqlite = location
         self._status.using_fallback = True
         if not location.persistent:

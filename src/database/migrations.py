@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, Engine
 
+from src.config.settings import APP_DIR
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
-APP_DIR = Path(__file__).resolve().parents[2]
 ALEMBIC_DIR = APP_DIR / "alembic"
 # Any constant works; it only has to be the same in every worker.
 _PG_LOCK_KEY = 7_860_001

@@ -13,11 +13,16 @@ import re
 import secrets
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL
+
+if TYPE_CHECKING:
+    from src.config.settings import Settings
 
 APP_SLUG = "todo-backend"
 PROBE_PREFIX = ".todo-probe-"
@@ -284,3 +289,18 @@ def locate_sqlite(
             reason = _describe(exc)
         rejected.append(f"{source}: {reason}")
     return SqliteLocation(None, "memory", False, MEMORY_NOTE, tuple(rejected))
+
+
+def locate_for(settings: Settings) -> SqliteLocation:
+    """The chain as the app walks it: one definition for the server, the generated token
+    secret (kept beside the database) and `doctor`."""
+    # Imported here: the rest of this module takes plain arguments and stands alone.
+    from src.config.settings import APP_DIR
+
+    return locate_sqlite(
+        configured=settings.sqlite_path_setting,
+        app_dir=APP_DIR,
+        home=settings.home_dir,
+        tmp_dir=Path(tempfile.gettempdir()),
+        on_space=settings.on_space,
+    )

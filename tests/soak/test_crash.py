@@ -35,10 +35,7 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(tmp_path: Path, round_:
     import httpx2 as httpx
 
     with run_server(env, cwd=tmp_path, health_timeout=30) as server:
-        deadline = time.monotonic() + 30
-        while httpx.get(server.base_url + "/ready").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        server.wait_ready()
         stop = asyncio.Event()
 
         def killer() -> None:
@@ -72,10 +69,7 @@ def test_kill_9_during_writes_loses_nothing_acknowledged(tmp_path: Path, round_:
         run_server(env, cwd=tmp_path, health_timeout=30) as server,
         httpx.Client(base_url=server.base_url, timeout=30) as client,
     ):
-        deadline = time.monotonic() + 30
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        server.wait_ready()
         present: set[str] = set()
         for index in range(4):
             user = f"soak-user-{index}"

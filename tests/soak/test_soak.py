@@ -39,10 +39,7 @@ def test_soak_mixed_load_on_sqlite(tmp_path: Path) -> None:
     with run_server(env, cwd=tmp_path, health_timeout=30) as server:
         import httpx2 as httpx
 
-        deadline = time.monotonic() + 30
-        while httpx.get(server.base_url + "/ready").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        server.wait_ready()
 
         done = threading.Event()
 
