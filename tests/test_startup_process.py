@@ -51,8 +51,11 @@ def test_sqlite_default_answers_health_quickly(tmp_path: Path) -> None:
     with run_server(env, cwd=tmp_path) as server, server.client() as client:
         assert server.first_health_seconds is not None
         assert server.first_health_seconds < 5
-        ready = client.get("/ready")
-        assert ready.status_code in (200, 503)
+        server.wait_ready()
+        report = client.get("/config/database").json()
+        assert report["connection_state"] == "FALLBACK_CONNECTED"
+        assert report["sqlite_path"] == str(tmp_path / "todo.db")
+        assert client.get("/health").json()["status"] == "healthy"
 
 
 def test_hung_primary_health_within_two_seconds_and_no_secrets_logged(
