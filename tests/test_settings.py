@@ -123,3 +123,35 @@ def test_sqlite_path_setting(values: dict[str, str], expected: str | None) -> No
 def test_cors_origins_list() -> None:
     settings = Settings(_env_file=None, cors_origins=" https://a.app , https://b.app ,")  # type: ignore[call-arg]
     assert settings.cors_origin_list == ["https://a.app", "https://b.app"]
+
+
+def test_cors_origins_are_normalised_as_browsers_send_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Copied from an address bar: trailing slash, upper case, a path.
+    monkeypatch.setenv(
+        "CORS_ORIGINS", "https://My-App.vercel.app/, http://localhost:3000 ,https://x.example/app"
+    )
+    settings = load_settings()
+    assert settings.cors_origin_list == [
+        "https://my-app.vercel.app",
+        "http://localhost:3000",
+        "https://x.example",
+    ]
+    assert len(settings.warnings) == 1 and "has a path" in settings.warnings[0]
+
+
+def test_cors_entry_that_cannot_be_an_origin_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "my-app.vercel.app,ftp://x.example")
+    settings = load_settings()
+    assert settings.cors_origin_list == ["*"]
+    assert len(settings.warnings) == 2
+    assert all("is not an origin" in w for w in settings.warnings)
+
+
+def test_reading_a_setting_twice_adds_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FALLBACK_DATABASE_URL", "postgres://x@h/db")
+    settings = load_settings()
+    for _ in range(3):
+        assert settings.sqlite_path_setting is None
+    assert len(settings.warnings) == 1

@@ -7,6 +7,7 @@ and recorded as a warning, so no configuration can stop the process from startin
 from __future__ import annotations
 
 import logging
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,13 +34,23 @@ APP_VERSION = "1.0.0"
 FallbackPolicy = Literal["auto", "invalid-only", "never"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
+StatusDetail = Literal["full", "minimal"]
 
 logger = logging.getLogger(__name__)
 
 # Fields whose raw value must never be echoed in a warning.
-_SECRET_FIELDS = frozenset({"database_url", "pgpassword", "better_auth_secret"})
+_SECRET_FIELDS = frozenset(
+    {
+        "database_url",
+        "pgpassword",
+        "better_auth_secret",
+        "sqlite_replica_url",
+        "aws_secret_access_key",
+        "litestream_secret_access_key",
+    }
+)
 # Choices are matched case-insensitively: `DATABASE_FALLBACK=Never` means never.
-_CHOICE_FIELDS = frozenset({"database_fallback", "log_level", "log_format"})
+_CHOICE_FIELDS = frozenset({"database_fallback", "log_level", "log_format", "status_detail"})
 
 
 class Settings(BaseSettings):
@@ -76,14 +87,28 @@ class Settings(BaseSettings):
     better_auth_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("better_auth_secret", "jwt_secret")
     )
+    better_auth_url: str | None = None
     better_auth_jwks_url: str | None = None
+    better_auth_issuer: str | None = None
+    better_auth_audience: str | None = None
     cors_origins: str = "*"
+
+    # Continuous replication of the SQLite database (Litestream).
+    sqlite_replica_url: str | None = None
+    sqlite_replica_sync_interval: float = Field(default=1.0, ge=0.1, le=3600)
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    litestream_access_key_id: str | None = None
+    litestream_secret_access_key: SecretStr | None = None
 
     port: int = Field(default=7860, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64)
     forwarded_allow_ips: str = "*"
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
+    # `minimal` keeps the state and the reason on `/` and `/config/database` but drops
+    # host names, database names, file paths and history (for a public Space).
+    status_detail: StatusDetail = "full"
 
     # Facts about where we run, read here so no other module touches os.environ.
     space_id: str | None = None
@@ -110,6 +135,13 @@ class Settings(BaseSettings):
                     warnings.append(_describe_invalid(name, field, exc))
         model: Settings = handler(data)
         model._warnings.extend(warnings)
+        model._warnings.extend(_cors_origins(model.cors_origins)[1])
+        fallback_url = (model.fallback_database_url or "").strip().strip("'\"")
+        if fallback_url and not fallback_url.lower().startswith("sqlite:///"):
+            model._warnings.append(
+                "FALLBACK_DATABASE_URL is not a sqlite:///path URL and is ignored; "
+                "use SQLITE_PATH to choose the SQLite file."
+            )
         return model
 
     # -- derived values ----------------------------------------------------
@@ -128,23 +160,15 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        origins = [o.strip() for o in self.cors_origins.split(",") if o.strip()]
-        return origins or ["*"]
+        """`CORS_ORIGINS` as origins a browser sends: `https://app.example` (no path, no
+        trailing slash, lower-case scheme and host); entries that cannot be an origin
+        are left out (and warned about once, at load)."""
+        return _cors_origins(self.cors_origins)[0]
 
     @property
     def sqlite_path_setting(self) -> str | None:
         """`SQLITE_PATH`, else the path inside `FALLBACK_DATABASE_URL=sqlite:///…`."""
-        if self.sqlite_path and self.sqlite_path.strip():
-            return self.sqlite_path.strip()
-        url = (self.fallback_database_url or "").strip().strip("'\"")
-        if url.lower().startswith("sqlite:///"):
-            return url[len("sqlite:///") :] or None
-        if url:
-            self._warnings.append(
-                "FALLBACK_DATABASE_URL is not a sqlite:///path URL and is ignored; "
-                "use SQLITE_PATH to choose the SQLite file."
-            )
-        return None
+        return _sqlite_path_of(self.sqlite_path, self.fallback_database_url)
 
     @cached_property
     def primary_url_input(self) -> tuple[str | None, str]:
@@ -159,9 +183,57 @@ class Settings(BaseSettings):
     def secret_values(self) -> tuple[str, ...]:
         """Values that must be redacted wherever they might be printed."""
         values = [self.pgpassword or ""]
-        if self.better_auth_secret is not None:
-            values.append(self.better_auth_secret.get_secret_value())
+        for secret in (
+            self.better_auth_secret,
+            self.aws_secret_access_key,
+            self.litestream_secret_access_key,
+        ):
+            if secret is not None:
+                values.append(secret.get_secret_value())
         return tuple(v for v in values if v)
+
+
+_ORIGIN = re.compile(
+    r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?([/?#].*)?", re.I | re.S
+)
+
+
+def _cors_origins(raw: str) -> tuple[list[str], list[str]]:
+    """The normalised origins and the warnings about entries that are not origins."""
+    origins: list[str] = []
+    warnings: list[str] = []
+    for entry in (e.strip().strip("'\"").strip() for e in raw.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            origins.append("*")
+            continue
+        match = _ORIGIN.fullmatch(entry)
+        if match is None:
+            warnings.append(
+                f"CORS_ORIGINS entry {entry[:80]!r} is not an origin such as "
+                "https://my-app.vercel.app (http or https, then the host); it is ignored."
+            )
+            continue
+        origin = f"{match[1].lower()}://{match[2].lower()}{match[3] or ''}"
+        # Browsers send the origin alone; an address bar copied whole adds "/" or a path.
+        if match[4] and match[4] != "/":
+            warnings.append(
+                f"CORS_ORIGINS entry {entry[:80]!r} has a path; browsers send only the "
+                f"origin, so {origin} is used."
+            )
+        if origin not in origins:
+            origins.append(origin)
+    return origins or ["*"], warnings
+
+
+def _sqlite_path_of(sqlite_path: str | None, fallback_url: str | None) -> str | None:
+    if sqlite_path and sqlite_path.strip():
+        return sqlite_path.strip()
+    url = (fallback_url or "").strip().strip("'\"")
+    if url.lower().startswith("sqlite:///"):
+        return url[len("sqlite:///") :] or None
+    return None
 
 
 def _present_key(data: dict[str, Any], name: str, field: FieldInfo) -> str | None:
