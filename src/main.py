@@ -18,11 +18,12 @@ from starlette.middleware.cors import CORSMiddleware
 from src.api import status_page, system, tasks
 from src.auth.setup import build_auth
 from src.config.settings import APP_NAME, APP_VERSION, Settings, load_settings
-from src.core.errors import install_error_handlers
-from src.core.logging import configure_logging, redactor
-from src.core.middleware import RequestContextMiddleware
-from src.core.openapi import install_openapi
+from src.core.logging import configure_logging
+from src.core.redaction import redactor
 from src.database.manager import DatabaseManager
+from src.http.errors import install_error_handlers
+from src.http.middleware import RequestContextMiddleware
+from src.http.openapi import install_openapi
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

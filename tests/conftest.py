@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from src.config.settings import Settings
-from src.core.logging import redactor
+from src.core.redaction import redactor
 from src.main import create_app
 
 ROOT = Path(__file__).resolve().parents[1]

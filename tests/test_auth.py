@@ -29,7 +29,7 @@ from src.auth.jwks import JwksCache
 from src.auth.secret import SECRET_FILENAME, load_or_create_secret
 from src.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 from src.cli.token import parse_ttl
-from src.core.logging import redactor
+from src.core.redaction import redactor
 from tests.conftest import TEST_SECRET, bearer, make_settings, make_token, running_app, wait_ready
 from tests.server import ROOT, clean_env
 

@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from src.api.system import ManagerDep, database_report, health_status
 from src.config.settings import APP_NAME, APP_VERSION
-from src.core.logging import redactor
+from src.core.redaction import redactor
 from src.database.manager import DatabaseManager
 from src.database.state import DECIDING
 

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from src.core.errors import ErrorResponse, error_body
 from src.database.manager import DatabaseManager
 from src.database.session import get_manager
 from src.database.state import ConnectionState
+from src.http.errors import ErrorResponse, error_body
 
 router = APIRouter(tags=["system"])
 ManagerDep = Annotated[DatabaseManager, Depends(get_manager)]

@@ -16,8 +16,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Body, Query, Response
 
 from src.auth.dependencies import AuthorizedUserDep
-from src.core.errors import error_responses
 from src.database.session import EngineDep
+from src.http.errors import error_responses
 from src.schemas.tasks import (
     StatusFilter,
     TaskCompletion,

@@ -13,7 +13,7 @@ from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPBearer
 
 from src.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
-from src.core.errors import ApiError
+from src.http.errors import ApiError
 from src.schemas.text import WHITESPACE_CLASS
 
 USER_ID_MAX = 255

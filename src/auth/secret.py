@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.config.settings import Settings
-from src.core.logging import redactor
+from src.core.redaction import redactor
 from src.database.sqlite_locator import locate_for
 
 logger = logging.getLogger(__name__)

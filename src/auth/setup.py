@@ -15,7 +15,7 @@ from src.auth.jwks import JwksCache, public_url
 from src.auth.secret import MIN_SECRET_LENGTH, load_or_create_secret, new_secret
 from src.auth.tokens import TokenVerifier, pyjwt
 from src.config.settings import Settings
-from src.core.logging import redactor
+from src.core.redaction import redactor
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from src.config.settings import Settings, load_settings
-from src.core.logging import redactor
+from src.core.redaction import redactor
 from src.database.engine import create_database_engine
 from src.database.failures import Failure, FailureKind, classify
 from src.database.probe import call_with_deadline, check_connection

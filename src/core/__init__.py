@@ -1,0 +1,1 @@
+"""The lowest layer: secret redaction and logging; imports nothing else of ours."""

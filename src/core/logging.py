@@ -10,69 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-import threading
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+
+from src.core.redaction import redactor
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-
-MASK = "***"
-# Short values are only masked as whole tokens: masking "pg" inside "postgresql" would
-# make every line unreadable without hiding anything.
-_SUBSTRING_MIN_LEN = 6
-# Plain words (user names such as "postgres") are masked only as whole tokens, so that
-# "postgresql" stays readable; anything else that long is masked wherever it appears.
-_PLAIN_WORD = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-class Redactor:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._secrets: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-
-    def add(self, *values: str | None) -> None:
-        with self._lock:
-            before = len(self._secrets)
-            for value in values:
-                if value and value.strip():
-                    self._secrets.add(value)
-                    # Drivers sometimes echo the percent-encoded form.
-                    encoded = quote(value, safe="")
-                    if encoded != value:
-                        self._secrets.add(encoded)
-            if len(self._secrets) != before:
-                self._pattern = self._compile()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._secrets.clear()
-            self._pattern = None
-
-    def _compile(self) -> re.Pattern[str] | None:
-        if not self._secrets:
-            return None
-        parts = []
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            escaped = re.escape(secret)
-            if len(secret) >= _SUBSTRING_MIN_LEN and not _PLAIN_WORD.fullmatch(secret):
-                parts.append(escaped)
-            else:
-                parts.append(rf"(?<![\w.-]){escaped}(?![\w-])")
-        return re.compile("|".join(parts))
-
-    def redact(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None or not text:
-            return text
-        return pattern.sub(MASK, text)
-
-
-redactor = Redactor()
 
 
 class _RedactingFormatter(logging.Formatter):

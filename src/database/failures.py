@@ -12,7 +12,7 @@ from enum import StrEnum
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
-from src.core.logging import redactor
+from src.core.redaction import redactor
 
 # Spaces only let traffic out on these ports (see README, "Deploying to a Space").
 SPACE_OUTBOUND_PORTS = frozenset({80, 443, 8080})

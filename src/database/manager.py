@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import URL, Engine
 
 from src.config.settings import Settings
-from src.core.logging import redactor
+from src.core.redaction import redactor
 from src.database.engine import checkpoint_sqlite, create_database_engine
 from src.database.failures import Failure, FailureKind, classify
 from src.database.migrations import upgrade_to_head

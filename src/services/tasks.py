@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from src.core.errors import ApiError
+from src.http.errors import ApiError
 from src.models.task import Task, TaskStatus, utc_now
 from src.schemas.tasks import StatusFilter
 

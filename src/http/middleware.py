@@ -18,8 +18,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.core.errors import error_body, internal_error_body
 from src.core.logging import request_id_var
+from src.http.errors import error_body, internal_error_body
 
 logger = logging.getLogger("src.access")
 
