@@ -21,7 +21,8 @@ from src.config.settings import APP_NAME, APP_VERSION, Settings, load_settings
 from src.core.logging import configure_logging
 from src.core.redaction import redactor
 from src.database.manager import DatabaseManager
-from src.http.errors import install_error_handlers
+from src.database.sqlite_locator import locate_for
+from src.http.exception_handlers import install_error_handlers
 from src.http.middleware import RequestContextMiddleware
 from src.http.openapi import install_openapi
 
@@ -34,13 +35,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         manager: DatabaseManager = app.state.database
-        # Local disk only (the generated secret, if any): a few milliseconds. Before the
-        # database starts, not beside it: finding the secret's place runs SQLite's write
-        # probe on the database file, which must not race this process's first connection.
-        auth = await asyncio.to_thread(build_auth, settings)
+        # Where SQLite lives, found once per start (a write probe of a few milliseconds):
+        # the generated token secret goes beside it, and the manager uses it if it falls
+        # back. Before the database starts: the probe must not race its first connection.
+        location = await asyncio.to_thread(locate_for, settings)
+        auth = await asyncio.to_thread(build_auth, settings, location)
         app.state.auth = auth.verifier
         app.state.auth_mode = auth.mode
-        await manager.start()
+        await manager.start(location=location)
         warming: asyncio.Task[None] | None = None
         if auth.verifier.jwks is not None:
             # In the background: a slow key server must not delay start-up.
@@ -59,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=APP_VERSION,
         summary=f"{APP_NAME}: tasks per user, on PostgreSQL, MySQL or an embedded SQLite.",
         lifespan=lifespan,
+        # A slash redirect would be built from the client's Host header; the middleware
+        # serves `/x/` as `/x` instead.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.auth = None  # the token verifier, set when the lifespan starts

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from src.config.settings import Settings
 from src.core.redaction import redactor
 from src.main import create_app
+from tests.pgcluster import PgCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -257,59 +258,9 @@ def scram_cluster() -> Iterator[dict[str, Any]]:
     The machine's own server trusts loopback, so only this one can tell a right password
     from a wrong one. Yields host, port, and a user/password/database that work.
     """
-    import shutil
-    import subprocess
-    import tempfile
-
-    # Not under pytest's tmp dir: that one is private to root, and the server runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="todo-pgscram-"))
-    data = base / "data"
-    superpass = f"su-{uuid.uuid4().hex}"
-    pwfile = base / "pw"
-    pwfile.write_text(superpass)
-    shutil.chown(base, "postgres", "postgres")
-    shutil.chown(pwfile, "postgres", "postgres")
-    as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-    bindir = _pg_bindir()
-    subprocess.run(
-        [
-            *as_postgres,
-            f"{bindir}/initdb",
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--auth=scram-sha-256",
-            f"--pwfile={pwfile}",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    subprocess.run(
-        [
-            *as_postgres,
-            f"{bindir}/pg_ctl",
-            "-D",
-            str(data),
-            "-l",
-            str(base / "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    admin = f"postgresql://postgres:{superpass}@127.0.0.1:{port}/postgres"
+    cluster = PgCluster(auth="scram-sha-256")
     database = "todo_scram"
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with psycopg.connect(cluster.admin_url(), autocommit=True) as conn:
         conn.execute(
             psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
                 psycopg.sql.Identifier(SPECIAL_USER), psycopg.sql.Literal(SPECIAL_PASSWORD)
@@ -319,24 +270,24 @@ def scram_cluster() -> Iterator[dict[str, Any]]:
     try:
         yield {
             "host": "127.0.0.1",
-            "port": port,
+            "port": cluster.port,
             "user": SPECIAL_USER,
             "password": SPECIAL_PASSWORD,
             "database": database,
         }
     finally:
-        subprocess.run(
-            [*as_postgres, f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.close()
 
 
-def _pg_bindir() -> str:
-    import glob
-
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    return candidates[-1] if candidates else "/usr/local/bin"
+@pytest.fixture(scope="session")
+def stoppable_cluster() -> Iterator[PgCluster]:
+    """A trust-auth cluster of our own that a test may stop and start (the machine's
+    shared server must never be stopped). A test that stops it starts it again."""
+    cluster = PgCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 # -- the task API on every backend --------------------------------------------

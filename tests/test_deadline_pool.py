@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import exc, text
 
-from src.database.deadline import DeadlineWatchdog, request_deadline
+from src.database.deadline import Deadline, DeadlineWatchdog, request_deadline
 from src.database.engine import create_database_engine
 from src.database.resolver import resolve_database_url
 from tests.conftest import PG_ADMIN, make_settings
@@ -43,7 +43,7 @@ def test_a_thousand_cut_off_calls_leak_nothing(tmp_path: Path, pg_url: str) -> N
     threads_before = threading.active_count()
 
     def hang_once(_: int) -> str:
-        request_deadline.set(time.monotonic() + DEADLINE)
+        request_deadline.set(Deadline.after(DEADLINE))
         try:
             with engine.connect() as conn:
                 conn.execute(text("select pg_sleep(30)"))

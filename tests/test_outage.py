@@ -1,92 +1,78 @@
-"""A primary that goes away mid-run: fast 503s, recovery without a restart, no SQLite switch."""
+"""A primary that goes away mid-run: fast 503s, recovery without a restart, no SQLite switch.
+
+On a throwaway cluster of our own (tests/pgcluster.py): the machine's shared server is
+never stopped by a test.
+"""
 
 from __future__ import annotations
 
-import glob
-import subprocess
 import time
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 
-import pytest
+import psycopg
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from src.database.session import EngineDep
+from src.api.dependencies import DatabaseDep
 from src.main import create_app
-from src.services import unit_of_work
 from tests.conftest import make_settings, wait_ready, wait_until
-
-CLUSTER_VERSION = sorted(Path(p).name for p in glob.glob("/etc/postgresql/*"))[-1]
-
-
-def _pg_ctl(action: str) -> None:
-    subprocess.run(
-        [
-            "pg_ctlcluster",
-            "--skip-systemctl-redirect",
-            CLUSTER_VERSION,
-            "main",
-            action,
-            *(["-m", "fast"] if action == "stop" else []),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def restart_postgres_afterwards() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", CLUSTER_VERSION, "main", "start"],
-            capture_output=True,
-            timeout=60,
-        )
-        subprocess.run(["pg_isready", "-h", "127.0.0.1", "-t", "30"], capture_output=True)
+from tests.pgcluster import PgCluster
 
 
 def test_postgres_stopped_mid_run_gives_fast_503_and_recovers(
-    tmp_path: Path, pg_url: str, restart_postgres_afterwards: None
+    tmp_path: Path, stoppable_cluster: PgCluster
 ) -> None:
-    settings = make_settings(tmp_path, database_url=pg_url, database_connect_timeout=2)
+    database = f"todo_outage_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stoppable_cluster.admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    settings = make_settings(
+        tmp_path, database_url=stoppable_cluster.url(database), database_connect_timeout=2
+    )
     app = create_app(settings)
 
     @app.get("/probe/db")
-    async def probe(engine: EngineDep) -> dict[str, int]:
-        one = await unit_of_work.read(engine, lambda c: c.execute(text("select 1")).scalar_one())
+    async def probe(db: DatabaseDep) -> dict[str, int]:
+        one = await db.read(lambda c: c.execute(text("select 1")).scalar_one())
         return {"one": int(one)}
 
-    with TestClient(app, raise_server_exceptions=False) as client:
-        wait_ready(client)
-        assert client.get("/probe/db").json() == {"one": 1}
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            wait_ready(client)
+            assert client.get("/probe/db").json() == {"one": 1}
 
-        _pg_ctl("stop")
-        started = time.monotonic()
-        first = client.get("/probe/db")
-        assert time.monotonic() - started < settings.database_connect_timeout + 1
-        assert first.status_code == 503
-        assert first.json()["code"] == "DATABASE_UNAVAILABLE"
-        assert int(first.headers["Retry-After"]) > 0
-
-        # Once known to be down, requests fail fast without touching the network.
-        for _ in range(5):
+            stoppable_cluster.stop("fast")
             started = time.monotonic()
-            again = client.get("/probe/db")
-            assert again.status_code == 503
-            assert time.monotonic() - started < 0.5
-        report = client.get("/config/database").json()
-        assert report["connection_state"] == "PRIMARY_UNAVAILABLE"
-        assert report["fallback_active"] is False  # no mid-run switch to SQLite
-        assert report["last_error_kind"] == "unreachable"
-        health = client.get("/health")
-        assert health.status_code == 200 and health.json()["status"] == "degraded"
-        assert client.get("/ready").status_code == 503
+            first = client.get("/probe/db")
+            assert time.monotonic() - started < settings.database_connect_timeout + 1
+            assert first.status_code == 503
+            assert first.json()["code"] == "DATABASE_UNAVAILABLE"
+            assert int(first.headers["Retry-After"]) > 0
 
-        _pg_ctl("start")
-        assert wait_until(lambda: client.get("/probe/db").status_code == 200, timeout=30)
-        assert client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
-        assert client.get("/ready").status_code == 200
+            # A probe on a fresh connection confirms the outage; from then on requests
+            # fail fast without touching the network.
+            assert wait_until(
+                lambda: client.get("/config/database").json()["connection_state"]
+                == "PRIMARY_UNAVAILABLE",
+                timeout=10,
+            )
+            for _ in range(5):
+                started = time.monotonic()
+                again = client.get("/probe/db")
+                assert again.status_code == 503
+                assert time.monotonic() - started < 0.5
+            report = client.get("/config/database").json()
+            assert report["fallback_active"] is False  # no mid-run switch to SQLite
+            assert report["last_error_kind"] == "unreachable"
+            health = client.get("/health")
+            assert health.status_code == 200 and health.json()["status"] == "degraded"
+            assert client.get("/ready").status_code == 503
+
+            stoppable_cluster.start()
+            assert wait_until(lambda: client.get("/probe/db").status_code == 200, timeout=30)
+            assert client.get("/config/database").json()["connection_state"] == (
+                "PRIMARY_CONNECTED"
+            )
+            assert client.get("/ready").status_code == 200
+    finally:
+        stoppable_cluster.start()

@@ -978,7 +978,8 @@ def test_masking_hides_user_password_and_secret_options() -> None:
         "postgresql+psycopg://***:***@db.example.com/app?sslpassword=***&sslmode=require"
     )
     assert mask_url(res.url) == res.masked_url()
-    assert set(res.secrets()) == {USER, PW, "KeyPw_sslpass1"}
+    assert set(res.secrets()) == {PW, "KeyPw_sslpass1"}
+    assert res.usernames() == (USER,)
     assert_no_secret(raw, res)
     # The real values are still there for the engine.
     assert res.url.render_as_string(hide_password=False).startswith(
@@ -1009,7 +1010,8 @@ def test_failed_resolution_still_reports_secrets_for_redaction() -> None:
     raw = f"postgres://{USER}:{PW}%21@db.example.com:5432"
     res = resolve_database_url(raw)
     assert not res.ok
-    assert {USER, f"{PW}%21", f"{PW}!"} <= set(res.secrets())
+    assert {f"{PW}%21", f"{PW}!"} <= set(res.secrets())
+    assert USER in res.usernames()
     assert USER not in repr(res) and PW not in repr(res)
     assert "no database" in repr(res)
 

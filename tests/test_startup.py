@@ -194,7 +194,8 @@ def test_refused_primary_falls_back_within_the_retry_budget(
         elapsed = time.monotonic() - started
     assert report["fallback_active"] is True
     assert report["last_error_kind"] == "unreachable"
-    assert report["connection_attempts_count"] == 4  # 3 primary + the SQLite check
+    # The first attempt, 3 retries, then the SQLite check.
+    assert report["connection_attempts_count"] == 5
     assert elapsed < 3 * 2 + 1
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from src.api.system import ManagerDep, database_report, health_status
+from src.api.dependencies import ManagerDep
+from src.api.system import database_report, health_status
 from src.config.settings import APP_NAME, APP_VERSION
 from src.core.redaction import redactor
 from src.database.manager import DatabaseManager
@@ -28,6 +29,12 @@ AUTH_NOT_CONFIGURED = "not configured yet"
 _AUTH_FIELDS = ("mode", "description", "secret_file")
 _DATABASE_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL / MariaDB"}
 _DECIDING = {state.value for state in DECIDING}
+_DETAIL_NOTE = {
+    "full": "full (set STATUS_DETAIL=minimal to hide host names, database names, file "
+    "paths and history from visitors)",
+    "minimal": "minimal: host names, database names and file paths are hidden "
+    "(STATUS_DETAIL=minimal)",
+}
 _HEADERS = {
     "Cache-Control": "no-store",
     # Everything the page uses is inline; anything else would be a bug (or an injection).
@@ -57,6 +64,8 @@ def status_facts(request: Request, manager: DatabaseManager) -> dict[str, Any]:
             "repairs": _redacted(report["repairs"]),
             "validation_errors": _redacted(report["validation_errors"]),
             "last_error": _redacted(report["last_error"]),
+            "promotion": report["promotion"],
+            "detail": report["status_detail"],
         },
         "auth": _auth_facts(getattr(request.app.state, "auth_mode", None)),
         "links": {
@@ -179,6 +188,8 @@ def render(facts: dict[str, Any]) -> str:
             _list_row("Repairs made", db["repairs"]),
             _list_row("URL problems", db["validation_errors"]),
             _row("Last error", db["last_error"]) if db["last_error"] else "",
+            _row("Moved from the fallback", db["promotion"]) if db["promotion"] else "",
+            _row("Detail shown", _DETAIL_NOTE[db["detail"]]),
         ]
     )
     status_class = "ok" if facts["status"] == "healthy" else "degraded"

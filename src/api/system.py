@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from src.api.dependencies import ManagerDep
+from src.api.disclosure import Disclosure
 from src.database.manager import DatabaseManager
-from src.database.session import get_manager
+from src.database.sqlite_locator import SqliteLocation
 from src.database.state import ConnectionState
 from src.http.errors import ErrorResponse, error_body
 
 router = APIRouter(tags=["system"])
-ManagerDep = Annotated[DatabaseManager, Depends(get_manager)]
 
 
 def database_type(manager: DatabaseManager) -> str | None:
@@ -36,11 +37,13 @@ def health_status(manager: DatabaseManager) -> str:
 
 
 def database_report(manager: DatabaseManager) -> dict[str, Any]:
+    """The facts `/config/database` serves, as much of them as STATUS_DETAIL allows."""
     status = manager.status
     resolution = manager.resolution
     engine = manager.engine
     sqlite = status.sqlite
     failure = status.last_failure
+    shown = Disclosure(manager.settings, manager)
     persistent: bool | None
     if status.using_fallback and sqlite is not None:
         persistent = sqlite.persistent
@@ -49,35 +52,43 @@ def database_report(manager: DatabaseManager) -> dict[str, Any]:
     else:
         persistent = None
     return {
+        "status_detail": shown.mode,
         "primary_url_present": resolution.present,
-        "primary_url": resolution.masked_url(),
+        "primary_url": shown.text(resolution.masked_url()),
         "primary_source": resolution.source,
         "current_driver": engine.url.drivername if engine is not None else None,
         "database_type": database_type(manager),
         "fallback_enabled": manager.settings.database_fallback != "never",
         "fallback_policy": manager.settings.database_fallback,
         "fallback_active": status.using_fallback,
-        "fallback_reason": status.fallback_reason,
+        "fallback_reason": shown.text(status.fallback_reason),
         "connection_state": status.state.value,
-        "state_reason": status.reason,
+        "state_reason": shown.text(status.reason),
         "ready": manager.ready,
         "validation_errors": list(resolution.errors),
         "repairs": list(resolution.repairs),
-        "sqlite_path": (str(sqlite.path) if sqlite.path else ":memory:") if sqlite else None,
+        "sqlite_path": shown.text(_sqlite_path(sqlite)),
         "sqlite_location": sqlite.source if sqlite else None,
-        "sqlite_rejected": list(sqlite.rejected) if sqlite else [],
+        "sqlite_rejected": [] if shown.minimal or not sqlite else list(sqlite.rejected),
         "persistent": persistent,
-        "persistence_note": sqlite.persistence_note if sqlite else None,
-        "last_error": failure.describe() if failure else None,
+        "persistence_note": shown.text(sqlite.persistence_note) if sqlite else None,
+        "last_error": shown.text(failure.describe()) if failure else None,
         "last_error_kind": failure.kind.value if failure else None,
         "last_connection_attempt": (
             status.last_attempt_at.isoformat() if status.last_attempt_at else None
         ),
         "connection_attempts_count": status.attempts,
         "migrated_revision": status.migrated_revision,
+        "promotion": status.promotion,
         "settings_warnings": list(manager.settings.warnings),
-        "history": list(status.history),
+        "history": [] if shown.minimal else list(status.history),
     }
+
+
+def _sqlite_path(sqlite: SqliteLocation | None) -> str | None:
+    if sqlite is None:
+        return None
+    return str(sqlite.path) if sqlite.path else ":memory:"
 
 
 @router.get(
@@ -112,8 +123,9 @@ async def ready(manager: ManagerDep) -> JSONResponse:
                 "migrated_revision": manager.status.migrated_revision,
             }
         )
+    reason = Disclosure(manager.settings, manager).text(manager.status.reason)
     body = error_body(
-        f"Not ready: {manager.status.reason}",
+        f"Not ready: {reason}",
         "NOT_READY",
         {"database_status": manager.state.value},
     )

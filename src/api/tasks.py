@@ -2,7 +2,7 @@
 the token's). Routes only translate HTTP; queries live in src.services.tasks.
 
 Each route is `async`: authentication runs on the event loop and the whole database
-transaction runs in one thread-pool hop (src.services.unit_of_work). Responses are
+transaction runs in one thread-pool hop (src.database.transactions). Responses are
 serialised once, straight to bytes.
 """
 
@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Response
 
+from src.api.dependencies import DatabaseDep
 from src.auth.dependencies import AuthorizedUserDep
-from src.database.session import EngineDep
 from src.http.errors import error_responses
+from src.http.json_body import StrictJsonRoute
 from src.schemas.tasks import (
     StatusFilter,
     TaskCompletion,
@@ -26,7 +27,7 @@ from src.schemas.tasks import (
     TaskUpdate,
 )
 from src.services import tasks as service
-from src.services import unit_of_work
+from src.services.errors import TaskNotFound
 
 MAX_OFFSET = 1_000_000
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -36,6 +37,7 @@ router = APIRouter(
     prefix="/api/{user_id}/tasks",
     tags=["tasks"],
     responses=error_responses(400, 401, 403, 500, 503),
+    route_class=StrictJsonRoute,
 )
 
 StatusQuery = Annotated[
@@ -57,7 +59,7 @@ _TOTAL_HEADER = {
 def _task_id(raw: str) -> str:
     """Ids are lowercase UUIDs; anything else cannot exist, so it is a 404 without a query."""
     if not _UUID.match(raw):
-        raise service.task_not_found()
+        raise TaskNotFound()
     return raw.lower()
 
 
@@ -101,12 +103,12 @@ def _one(record: service.TaskRecord, status_code: int = 200, **headers: str) -> 
 )
 async def list_tasks(
     user_id: AuthorizedUserDep,
-    engine: EngineDep,
+    db: DatabaseDep,
     status: StatusQuery = "all",
     limit: LimitQuery = 100,
     offset: OffsetQuery = 0,
 ) -> Response:
-    page = await unit_of_work.read(engine, service.list_tasks, user_id, status, limit, offset)
+    page = await db.read(service.list_tasks, user_id, status, limit, offset)
     body = _encode([_document(record) for record in page.items])
     return _json(body, headers={"X-Total-Count": str(page.total)})
 
@@ -129,10 +131,9 @@ async def list_tasks(
         **error_responses(413),
     },
 )
-async def create_task(user_id: AuthorizedUserDep, engine: EngineDep, body: TaskCreate) -> Response:
-    record = await unit_of_work.write_one(
-        engine, service.create_task, user_id, body.title, body.description
-    )
+async def create_task(user_id: AuthorizedUserDep, db: DatabaseDep, body: TaskCreate) -> Response:
+    new = service.new_task(user_id, body.title, body.description)
+    record = await db.write_one(service.create_task, new)
     location = f"/api/{quote(user_id, safe='')}/tasks/{record.id}"
     return _one(record, 201, Location=location)
 
@@ -143,8 +144,8 @@ async def create_task(user_id: AuthorizedUserDep, engine: EngineDep, body: TaskC
     response_model=TaskRead,
     responses=error_responses(404),
 )
-async def get_task(user_id: AuthorizedUserDep, task_id: str, engine: EngineDep) -> Response:
-    record = await unit_of_work.read(engine, service.get_task, user_id, _task_id(task_id))
+async def get_task(user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep) -> Response:
+    record = await db.read(service.get_task, user_id, _task_id(task_id))
     return _one(record)
 
 
@@ -155,10 +156,11 @@ async def get_task(user_id: AuthorizedUserDep, task_id: str, engine: EngineDep) 
     responses=error_responses(404, 413),
 )
 async def update_task(
-    user_id: AuthorizedUserDep, task_id: str, engine: EngineDep, body: TaskUpdate
+    user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep, body: TaskUpdate
 ) -> Response:
-    record = await unit_of_work.write(
-        engine, service.update_task, user_id, _task_id(task_id), body.changes()
+    # Absolute values: applying them twice (a retry after a lost connection) is harmless.
+    record = await db.write_idempotent(
+        service.update_task, user_id, _task_id(task_id), body.changes()
     )
     return _one(record)
 
@@ -170,8 +172,8 @@ async def update_task(
     response_class=Response,
     responses=error_responses(404),
 )
-async def delete_task(user_id: AuthorizedUserDep, task_id: str, engine: EngineDep) -> Response:
-    await unit_of_work.write_one(engine, service.delete_task, user_id, _task_id(task_id))
+async def delete_task(user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep) -> Response:
+    await db.write_one(service.delete_task, user_id, _task_id(task_id))
     return Response(status_code=204)
 
 
@@ -184,11 +186,11 @@ async def delete_task(user_id: AuthorizedUserDep, task_id: str, engine: EngineDe
 async def complete_task(
     user_id: AuthorizedUserDep,
     task_id: str,
-    engine: EngineDep,
+    db: DatabaseDep,
     body: Annotated[TaskCompletion | None, Body()] = None,
 ) -> Response:
     completed = body.completed if body is not None else None
-    record = await unit_of_work.write(
-        engine, service.set_completion, user_id, _task_id(task_id), completed
-    )
+    # Setting a value is idempotent; a toggle is not, so it is never run twice.
+    run = db.write if completed is None else db.write_idempotent
+    record = await run(service.set_completion, user_id, _task_id(task_id), completed)
     return _one(record)

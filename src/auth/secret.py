@@ -20,7 +20,7 @@ from pathlib import Path
 
 from src.config.settings import Settings
 from src.core.redaction import redactor
-from src.database.sqlite_locator import locate_for
+from src.database.sqlite_locator import SqliteLocation, locate_for
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +45,22 @@ def new_secret() -> str:
     return secrets.token_urlsafe(48)
 
 
-def secret_location(settings: Settings) -> tuple[Path | None, bool, str]:
-    """Where the secret file goes: the directory of the SQLite database the app would use."""
-    location = locate_for(settings)
+def secret_location(
+    settings: Settings, location: SqliteLocation | None = None
+) -> tuple[Path | None, bool, str]:
+    """Where the secret file goes: the directory of the SQLite database the app would use
+    (`location`, when the caller has found it already)."""
+    location = location or locate_for(settings)
     if location.path is None:
         return None, False, location.persistence_note
     return location.path.parent / SECRET_FILENAME, location.persistent, location.persistence_note
 
 
-def load_or_create_secret(settings: Settings) -> StoredSecret:
+def load_or_create_secret(
+    settings: Settings, location: SqliteLocation | None = None
+) -> StoredSecret:
     """The stored secret (created on first use). Never raises: falls back to memory."""
-    path, persistent, note = secret_location(settings)
+    path, persistent, note = secret_location(settings, location)
     if path is None:
         return _in_memory(f"no writable location was found ({note})")
     try:

@@ -16,6 +16,7 @@ from src.auth.secret import MIN_SECRET_LENGTH, load_or_create_secret, new_secret
 from src.auth.tokens import TokenVerifier, pyjwt
 from src.config.settings import Settings
 from src.core.redaction import redactor
+from src.database.sqlite_locator import SqliteLocation
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,11 @@ def build_jwks(settings: Settings) -> JwksCache | None:
         return None
 
 
-def build_auth(settings: Settings) -> Auth:
-    """Never raises; may create the generated secret file (local disk only)."""
+def build_auth(settings: Settings, location: SqliteLocation | None = None) -> Auth:
+    """Never raises; may create the generated secret file (local disk only), beside the
+    SQLite database at `location` (found by the caller, or here when not given)."""
     try:
-        return _build_auth(settings)
+        return _build_auth(settings, location)
     except Exception:  # start-up must survive; tokens then need a restart
         logger.exception("Auth set-up failed unexpectedly; using an in-memory secret")
         secret = new_secret()
@@ -70,7 +72,7 @@ def build_auth(settings: Settings) -> Auth:
         return Auth(TokenVerifier(secret=secret, jwks=None), mode, secret)
 
 
-def _build_auth(settings: Settings) -> Auth:
+def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
     jwks = build_jwks(settings)
     secret = configured_secret(settings)
     if secret is not None:
@@ -93,7 +95,7 @@ def _build_auth(settings: Settings) -> Auth:
         )
         mode = {"mode": "jwks", "description": description, "secret_file": None}
     else:
-        stored = load_or_create_secret(settings)
+        stored = load_or_create_secret(settings, location)
         secret = stored.value
         if stored.path is None:
             description = (

@@ -1,7 +1,8 @@
 """`python -m src doctor`: explain the database configuration without starting the server.
 
 Exit code 0 when the primary database will be used, 1 when it will not (fallback to
-SQLite, or no database at all).
+SQLite, or no database at all). `--connect` also connects, and reads (never writes) the
+schema: a database whose tables this version cannot migrate is reported, exit code 1.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import sys
 import time
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
 from src.config.settings import Settings, load_settings
 from src.core.redaction import redactor
 from src.database.engine import create_database_engine
 from src.database.failures import Failure, FailureKind, classify
+from src.database.migrations import head_revision, known_revisions
 from src.database.probe import call_with_deadline, check_connection
 from src.database.resolver import Resolution, resolve_database_url
+from src.database.schema import SchemaState, inspect_schema, refuse
 from src.database.sqlite_locator import locate_for
 
 
@@ -24,11 +29,13 @@ def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
     raw, source = settings.primary_url_input
     resolution = resolve_database_url(raw, source=source)
     redactor.add(*resolution.secrets(), *settings.secret_values)
+    redactor.add_username(*resolution.usernames())
     policy = settings.database_fallback
     failure: Failure | None = None
     connect_ms: float | None = None
+    schema: SchemaState | None = None
     if connect and resolution.ok:
-        failure, connect_ms = _try_connect(resolution, settings)
+        failure, connect_ms, schema = _try_connect(resolution, settings)
 
     primary_usable = resolution.ok and failure is None
     if primary_usable:
@@ -40,8 +47,12 @@ def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
     else:
         assert failure is not None
         fallback_reason = f"The primary database could not be used ({failure.describe()})."
-    would_fall_back = not primary_usable and (
-        policy == "auto" or (policy == "invalid-only" and not resolution.ok)
+    # A primary that answers but cannot be migrated is never replaced by SQLite.
+    schema_refused = failure is not None and failure.kind is FailureKind.SCHEMA
+    would_fall_back = (
+        not primary_usable
+        and not schema_refused
+        and (policy == "auto" or (policy == "invalid-only" and not resolution.ok))
     )
     location = locate_for(settings)
     if primary_usable:
@@ -73,29 +84,52 @@ def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
             "kind": failure.kind.value if failure else None,
             "error": failure.describe() if failure else None,
             "milliseconds": round(connect_ms) if connect_ms is not None else None,
+            "schema": _describe_schema(schema),
         },
         "settings_warnings": list(settings.warnings),
     }
 
 
-def _try_connect(resolution: Resolution, settings: Settings) -> tuple[Failure | None, float]:
+def _try_connect(
+    resolution: Resolution, settings: Settings
+) -> tuple[Failure | None, float, SchemaState | None]:
+    """Connect, then read the schema; (failure, milliseconds to connect, schema)."""
     assert resolution.url is not None
     engine = create_database_engine(
-        resolution.url, settings, mysql_ssl_mode=resolution.mysql_ssl_mode
+        resolution.url, settings, mysql_ssl_mode=resolution.mysql_ssl_mode, probe=True
     )
     started = time.monotonic()
+    timeout = settings.database_connect_timeout + 1.0
     try:
-        call_with_deadline(
-            lambda: check_connection(engine), settings.database_connect_timeout + 1.0
-        )
+        call_with_deadline(lambda: check_connection(engine), timeout)
+        elapsed = (time.monotonic() - started) * 1000
+        schema = call_with_deadline(lambda: _read_schema(engine), timeout)
     except Exception as exc:  # noqa: BLE001 - reported to the operator, classified
         failure = classify(exc, resolution.url, on_space=settings.on_space)
-        if isinstance(exc, TimeoutError):
-            failure = Failure(FailureKind.TIMEOUT, failure.message, failure.hint)
-        return failure, (time.monotonic() - started) * 1000
+        return failure, (time.monotonic() - started) * 1000, None
     finally:
         engine.dispose()
-    return None, (time.monotonic() - started) * 1000
+    conflict = refuse(schema, head_revision())
+    if conflict is not None:
+        return Failure(FailureKind.SCHEMA, conflict.message), elapsed, schema
+    return None, elapsed, schema
+
+
+def _read_schema(engine: Engine) -> SchemaState:
+    with engine.connect() as connection:
+        return inspect_schema(connection, known_revisions())
+
+
+def _describe_schema(schema: SchemaState | None) -> str | None:
+    if schema is None:
+        return None
+    head = head_revision()
+    return {
+        "empty": f"no tables of this app yet: they will be created (revision {head})",
+        "ours": f"at revision {schema.revision} (this version's head is {head})",
+        "unknown_revision": f"at revision {schema.revision!r}, unknown to this version",
+        "foreign_table": "a 'tasks' table of another layout: will not be touched",
+    }[schema.kind]
 
 
 def _render_text(report: dict[str, Any]) -> str:
@@ -114,6 +148,8 @@ def _render_text(report: dict[str, Any]) -> str:
             else f"FAILED: {connect['error']}"
         )
         lines.append(f"  connect:    {outcome}")
+        if connect["schema"]:
+            lines.append(f"  schema:     {connect['schema']}")
     if report["primary_will_be_used"]:
         verdict = "the primary database will be used"
         if connect is None:

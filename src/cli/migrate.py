@@ -1,50 +1,80 @@
-"""`python -m src migrate`, and the plain `alembic` command: migrate the database the app
-would use, chosen by the same start-up rules (resolver, retries, fallback policy)."""
+"""`python -m src migrate`, and the plain `alembic` command: migrate the configured database.
+
+"Configured" means the primary when `DATABASE_URL` (or `PGHOST`) is set — never the
+SQLite fallback in its place: a primary that cannot be reached, or whose schema cannot be
+migrated, is a failure here (exit 1), whatever `DATABASE_FALLBACK` says. With no primary
+configured, the SQLite database the app uses is the configured one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
 
 from src.config.settings import Settings, load_settings
 from src.core.logging import configure_logging
-from src.database.manager import DatabaseManager
-from src.database.migrations import current_revision, migration_lock, upgrade_to_head
-from src.database.state import CONNECTED, DatabaseStatus
+from src.core.redaction import redactor
+from src.database.engine import create_database_engine
+from src.database.migrations import check_schema, current_revision, migration_lock, upgrade_to_head
+from src.database.resolver import resolve_database_url
+from src.database.sqlite_locator import locate_for
+from src.database.startup import Ready, StartupPolicy
+from src.database.state import DatabaseStatus
 
 
-def decide_and_migrate(
+@dataclass(frozen=True)
+class MigrationResult:
+    ok: bool
+    message: str
+
+
+def migrate_configured(
     settings: Settings, migrate: Callable[[Engine], str | None] = upgrade_to_head
-) -> DatabaseStatus:
-    """Run the app's start-up decision once (which migrates) and report its outcome."""
-
-    async def run() -> DatabaseStatus:
-        manager = DatabaseManager(settings, migrate=migrate)
-        await manager.start()
-        await manager.wait_decided()
-        outcome = replace(manager.status, history=list(manager.status.history))
-        await manager.stop()
-        return outcome
-
-    return asyncio.run(run())
+) -> MigrationResult:
+    """Migrate the configured database (see the module docstring); never raises."""
+    raw, source = settings.primary_url_input
+    resolution = resolve_database_url(raw, source=source)
+    redactor.add(*resolution.secrets())
+    redactor.add_username(*resolution.usernames())
+    if resolution.present and not resolution.ok:
+        errors = "; ".join(resolution.errors)
+        return MigrationResult(False, f"Not migrated: {source} is invalid: {errors}")
+    if resolution.url is not None:
+        url, what = resolution.url, "the primary database"
+        engine = create_database_engine(url, settings, mysql_ssl_mode=resolution.mysql_ssl_mode)
+    else:
+        location = locate_for(settings)
+        if location.path is None:
+            return MigrationResult(
+                False,
+                f"Not migrated: there is no SQLite file to migrate ({location.persistence_note})",
+            )
+        url, what = location.url, f"the SQLite database {location.path}"
+        engine = create_database_engine(url, settings)
+    policy = StartupPolicy(settings, DatabaseStatus(), migrate)
+    try:
+        outcome = asyncio.run(policy.with_retries(engine))
+    finally:
+        engine.dispose()
+    if isinstance(outcome, Ready):
+        return MigrationResult(True, f"Migrated {what} to revision {outcome.revision}.")
+    return MigrationResult(
+        False,
+        f"Not migrated: {what} could not be used ({outcome.failure.describe()}). "
+        "Nothing was migrated anywhere else.",
+    )
 
 
 def migrate() -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    status = decide_and_migrate(settings)
-    if status.state in CONNECTED:
-        where = "the fallback SQLite database" if status.using_fallback else "the primary database"
-        print(f"Migrated {where} to revision {status.migrated_revision}.")
-        if status.fallback_reason:
-            print(f"Fallback reason: {status.fallback_reason}")
-        return 0
-    print(f"Not migrated: {status.reason}", file=sys.stderr)
-    return 1
+    result = migrate_configured(settings)
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
 
 
 def migrate_with_app_rules(run_on: Callable[[Connection], None]) -> None:
@@ -53,9 +83,10 @@ def migrate_with_app_rules(run_on: Callable[[Connection], None]) -> None:
     def via_alembic(engine: Engine) -> str | None:
         with engine.connect() as connection:
             with migration_lock(connection):
+                check_schema(connection)
                 run_on(connection)
             return current_revision(connection)
 
-    status = decide_and_migrate(load_settings(), via_alembic)
-    if status.state not in CONNECTED:
-        raise SystemExit(f"Not migrated: {status.reason}")
+    result = migrate_configured(load_settings(), via_alembic)
+    if not result.ok:
+        raise SystemExit(result.message)

@@ -1,58 +1,105 @@
 """Logging set-up: one handler on the root logger, text or JSON, with secrets redacted.
 
-Redaction happens on the final formatted line (message, arguments and traceback alike),
-so a password that reaches a log record through a driver's exception text is still
-masked. Every secret the process learns (database user and password, JWT secret) is
-registered with `redactor`.
+Redaction happens when a record is created (message, arguments and traceback), so every
+handler — pytest's capture included — sees masked text, and again on every field just
+before it is written. JSON lines come from python-json-logger; each field is redacted
+*before* encoding, so a secret holding `"` or `\\` cannot slip through escaped. Text
+lines escape control characters in every field (a request path `%0A…` must not forge a
+log line, nor `%1b` reach a terminal raw) and indent tracebacks, so that no line a client
+can influence starts where a record does.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
+
 from src.core.redaction import redactor
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
+# C0 and C1 controls and DEL; tab is kept readable as \t like the rest.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TRACEBACK_INDENT = "    "
+# Fields our middleware attaches to access-log records.
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "client")
 
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redactor.redact(super().format(record))
+
+def escape_controls(text: str) -> str:
+    """`\\n`, `\\x1b`… written out, so one record stays one line."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
-class TextFormatter(_RedactingFormatter):
+class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s %(request_id)s%(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(redactor.redact(record.getMessage()))
         rid = getattr(record, "request_id", None) or request_id_var.get()
-        record.request_id = f"[{rid}] " if rid else ""
-        return super().format(record)
+        record.request_id = f"[{escape_controls(rid)}] " if rid else ""
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        # exc_text is set (redacted) when the record is created; see the factory below.
+        details = record.exc_text or (
+            self.formatException(record.exc_info) if record.exc_info else ""
+        )
+        if record.stack_info:
+            details = "\n".join(filter(None, (details, self.formatStack(record.stack_info))))
+        return line + ("\n" + _indented(redactor.redact(details)) if details else "")
 
 
-class JsonFormatter(_RedactingFormatter):
-    def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+def _indented(text: str) -> str:
+    """Every line indented and its control characters escaped (tabs kept)."""
+    return "\n".join(
+        _TRACEBACK_INDENT + _CONTROL.sub(_escape_unless_tab, line) for line in text.splitlines()
+    )
+
+
+def _escape_unless_tab(match: re.Match[str]) -> str:
+    return match[0] if match[0] == "\t" else match[0].encode("unicode_escape").decode("ascii")
+
+
+class JsonFormatter(_JsonFormatter):
+    """One JSON object per line: time, level, logger, message, request_id, the access-log
+    fields when present, and `exception` for a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message"],
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
+            timestamp="time",
+            json_ensure_ascii=False,
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat()
+        log_data["level"] = record.levelname.lower()
         rid = getattr(record, "request_id", None) or request_id_var.get()
         if rid:
-            payload["request_id"] = rid
-        for key in ("method", "path", "status", "duration_ms", "client"):
-            value = getattr(record, key, None)
-            if value is not None:
-                payload[key] = value
-        if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
-        return redactor.redact(json.dumps(payload, ensure_ascii=False, default=str))
+            log_data["request_id"] = rid
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: _redact_value(value) for key, value in log_data.items()}
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(item) for item in value]
+    return value
 
 
 _base_factory = logging.getLogRecordFactory()
@@ -61,7 +108,7 @@ _base_factory = logging.getLogRecordFactory()
 def _redacting_record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Redact at creation, so every handler (pytest's capture included) sees masked text."""
     record = _base_factory(*args, **kwargs)
-    if redactor._pattern is None:
+    if not redactor.active:
         return record
     try:
         message = record.getMessage()

@@ -8,9 +8,9 @@ connection held past its deadline; the blocked call then fails at once with a
 connection error, which the app answers with a 503 and the pool discards.
 
 PyMySQL needs none of this (its `read_timeout` bounds every read) and SQLite has no
-network. The pre-ping also runs here, after the connection is registered, so that the
-ping itself is bounded too (SQLAlchemy's own pre-ping runs before any event could), and
-only for a connection that sat idle: under load it would double the round trips.
+network. The liveness check (src.database.liveness) runs after this hook registers the
+connection, so its ping is bounded too. A cut is recorded on the request's `Deadline`, so
+that the error which follows is answered as this request's timeout, not as an outage.
 """
 
 from __future__ import annotations
@@ -22,28 +22,39 @@ import socket
 import threading
 import time
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 logger = logging.getLogger(__name__)
 
-# Set per request (in the event loop, so worker threads inherit it).
-request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
-
 _WATCH_INTERVAL = 0.1
-# A connection idle this long is pinged before use (providers and proxies drop idle
-# connections; pool_recycle retires them before the usual cut-offs).
-PING_AFTER_IDLE_SECONDS = 5.0
-_RETURNED_AT = "todo_returned_at"
+
+
+@dataclass
+class Deadline:
+    """When a request's database work must end (`time.monotonic()` seconds), and whether
+    the watchdog had to cut a connection to end it."""
+
+    due: float
+    expired: bool = False
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+
+# Set per request, in the event loop; worker threads inherit it (and share the object).
+request_deadline: ContextVar[Deadline | None] = ContextVar("request_deadline", default=None)
 
 
 class DeadlineWatchdog:
     def __init__(self, engine: Engine, default_timeout: float) -> None:
         self._engine = engine
         self._default_timeout = default_timeout
-        self._held: dict[int, tuple[float, Any]] = {}
+        self._held: dict[int, tuple[Deadline, Any]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
@@ -51,28 +62,20 @@ class DeadlineWatchdog:
         self.fired = 0
         event.listen(engine, "checkout", self._on_checkout)
         event.listen(engine, "checkin", self._on_checkin)
+        event.listen(engine, "invalidate", self._on_invalidate)
         event.listen(engine, "engine_disposed", lambda _engine: self.stop())
 
-    def _on_checkout(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        deadline = request_deadline.get() or time.monotonic() + self._default_timeout
+    def _on_checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        deadline = request_deadline.get() or Deadline.after(self._default_timeout)
         with self._lock:
             self._held[id(dbapi_connection)] = (deadline, dbapi_connection)
             self._ensure_thread()
-        returned_at = record.info.get(_RETURNED_AT)
-        if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
-            # Fresh, or in use a moment ago: a ping would cost a round trip per request
-            # to learn nothing. If the server died meanwhile, the query fails, the request
-            # gets a 503 and the manager's probe takes over.
-            return
-        try:
-            self._engine.dialect.do_ping(dbapi_connection)
-        except Exception as error:
-            self._forget(dbapi_connection)
-            # Tells the pool to discard this connection and try a fresh one.
-            raise exc.DisconnectionError(f"pre-ping failed: {type(error).__name__}") from error
 
-    def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
-        record.info[_RETURNED_AT] = time.monotonic()
+    def _on_checkin(self, dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection is not None:
+            self._forget(dbapi_connection)
+
+    def _on_invalidate(self, dbapi_connection: Any, _record: Any, _exception: Any) -> None:
         if dbapi_connection is not None:
             self._forget(dbapi_connection)
 
@@ -91,10 +94,15 @@ class DeadlineWatchdog:
             self._wake.clear()
             now = time.monotonic()
             with self._lock:
-                expired = [(key, conn) for key, (due, conn) in self._held.items() if due <= now]
-                for key, _ in expired:
+                expired = [
+                    (key, deadline, conn)
+                    for key, (deadline, conn) in self._held.items()
+                    if deadline.due <= now
+                ]
+                for key, _, _ in expired:
                     del self._held[key]
-            for _, connection in expired:
+            for _, deadline, connection in expired:
+                deadline.expired = True
                 self._sever(connection)
 
     def _sever(self, dbapi_connection: Any) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, create_engine
-from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, QueuePool
 
 from src.config.settings import APP_NAME, Settings
+from src.database import liveness
 from src.database.concurrency import SQLITE_WORKERS
 from src.database.deadline import DeadlineWatchdog
 
@@ -26,21 +27,27 @@ SQLITE_WRITE = "todo_sqlite_write"
 
 
 def create_database_engine(
-    url: URL, settings: Settings, *, mysql_ssl_mode: str | None = None
+    url: URL, settings: Settings, *, mysql_ssl_mode: str | None = None, probe: bool = False
 ) -> Engine:
+    """The engine for `url`. `probe=True`: no pool (each connect is a fresh connection,
+    closed after use), for telling whether the server answers at all."""
     backend = url.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url, settings)
     if backend == "postgresql":
-        return _postgresql_engine(url, settings)
+        return _postgresql_engine(url, settings, probe)
     if backend in ("mysql", "mariadb"):
-        return _mysql_engine(url, settings, mysql_ssl_mode)
+        return _mysql_engine(url, settings, mysql_ssl_mode, probe)
     raise ValueError(f"unsupported backend {backend!r}")
 
 
-def _server_pool_options(settings: Settings) -> dict[str, Any]:
+def _server_pool_options(settings: Settings, probe: bool) -> dict[str, Any]:
+    if probe:
+        return {"poolclass": NullPool, "echo": settings.database_echo}
     return {
-        "pool_pre_ping": True,
+        # A dead pooled connection is found by src.database.liveness instead: a
+        # pre-ping per checkout would double the round trips of every request.
+        "pool_pre_ping": False,
         "pool_recycle": POOL_RECYCLE_SECONDS,
         "pool_size": settings.database_pool_size,
         "max_overflow": settings.database_max_overflow,
@@ -50,7 +57,7 @@ def _server_pool_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _postgresql_engine(url: URL, settings: Settings) -> Engine:
+def _postgresql_engine(url: URL, settings: Settings, probe: bool) -> Engine:
     query = url.query
     defaults: dict[str, Any] = {
         # libpq counts whole seconds and treats anything under 2 as 2.
@@ -65,15 +72,15 @@ def _postgresql_engine(url: URL, settings: Settings) -> Engine:
     # Transaction-mode poolers (Supabase :6543, Neon -pooler, PgBouncer) cannot keep
     # server-side prepared statements between transactions; never prepare.
     connect_args["prepare_threshold"] = None
-    options = _server_pool_options(settings)
-    # The pre-ping moves into the deadline watchdog, which bounds it (see deadline.py).
-    options["pool_pre_ping"] = False
-    engine = create_engine(url, connect_args=connect_args, **options)
-    DeadlineWatchdog(engine, settings.database_statement_timeout)
+    engine = create_engine(url, connect_args=connect_args, **_server_pool_options(settings, probe))
+    if not probe:
+        # The watchdog first: it bounds the liveness ping too.
+        DeadlineWatchdog(engine, settings.database_statement_timeout)
+        liveness.install(engine)
     return engine
 
 
-def _mysql_engine(url: URL, settings: Settings, ssl_mode: str | None) -> Engine:
+def _mysql_engine(url: URL, settings: Settings, ssl_mode: str | None, probe: bool) -> Engine:
     query = url.query
     timeout = max(1, math.ceil(settings.database_connect_timeout))
     io_timeout = max(1, math.ceil(settings.database_statement_timeout))
@@ -94,7 +101,10 @@ def _mysql_engine(url: URL, settings: Settings, ssl_mode: str | None) -> Engine:
         connect_args["ssl_disabled"] = True
     elif ssl_mode is not None:
         connect_args["ssl"] = _mysql_ssl_context(ssl_mode, query)
-    return create_engine(url, connect_args=connect_args, **_server_pool_options(settings))
+    engine = create_engine(url, connect_args=connect_args, **_server_pool_options(settings, probe))
+    if not probe:
+        liveness.install(engine)
+    return engine
 
 
 def _mysql_ssl_context(mode: str, query: Any) -> ssl.SSLContext:
@@ -201,14 +211,20 @@ def _enable_wal(cursor: Any) -> None:
             delay = min(delay * 2, 0.2)
 
 
-def checkpoint_sqlite(engine: Engine) -> None:
-    """Fold the WAL back into the database file so a copied file is complete."""
+def checkpoint_sqlite(engine: Engine, *, truncate: bool = True) -> None:
+    """Fold the WAL back into the database file so a copied file is complete.
+
+    `truncate=False` while Litestream replicates the file: it holds a read transaction
+    on the WAL, so TRUNCATE would only wait out the busy timeout (a PASSIVE checkpoint
+    copies what it can and returns).
+    """
     if engine.url.get_backend_name() != "sqlite":
         return
+    mode = "TRUNCATE" if truncate else "PASSIVE"
     # On the raw driver connection (autocommit): inside a transaction the checkpoint
     # could not truncate the log.
     raw = engine.raw_connection()
     try:
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+        raw.driver_connection.execute(f"PRAGMA wal_checkpoint({mode})")  # type: ignore[union-attr]
     finally:
         raw.close()

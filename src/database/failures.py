@@ -1,20 +1,26 @@
-"""What went wrong when talking to a database, in words an operator can act on."""
+"""Why a database could not be used, in words an operator can act on.
+
+A `Failure` is what `/config/database`, the status page, `doctor` and the log say: a
+kind (the SPEC's classes: unreachable, timeout, authentication failed, database missing,
+TLS, other — plus configuration, schema and connection-lost), a sanitised message and a
+hint. Codes come from `error_codes` (types, SQLSTATEs, driver codes). Only one phase
+has no code to read: libpq reports a failed connection attempt (refused, wrong password,
+no such database) as an OperationalError without SQLSTATE, so for that phase alone the
+fixed phrases libpq and the server use are matched.
+"""
 
 from __future__ import annotations
 
-import errno
 import re
-import socket
-import ssl
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from src.core.redaction import redactor
+from src.database.error_codes import Code, code_of, timed_out
 
-# Spaces only let traffic out on these ports (see README, "Deploying to a Space").
+# Spaces only let traffic out on these ports (see README, "Outbound ports").
 SPACE_OUTBOUND_PORTS = frozenset({80, 443, 8080})
 _MAX_MESSAGE = 400
 
@@ -25,12 +31,25 @@ class FailureKind(StrEnum):
     AUTHENTICATION = "authentication_failed"
     DATABASE_MISSING = "database_missing"
     TLS = "tls"
+    CONFIGURATION = "configuration"  # the server answered: this URL can never work as is
+    SCHEMA = "schema_incompatible"  # reachable, but its tables are not ones we can use
+    CONNECTION_LOST = "connection_lost"  # a connection that worked was closed by the server
     OTHER = "other"
 
     @property
     def transient(self) -> bool:
         """Worth retrying: the server may come up; a wrong password will not fix itself."""
-        return self in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT, FailureKind.OTHER)
+        return self in (
+            FailureKind.UNREACHABLE,
+            FailureKind.TIMEOUT,
+            FailureKind.CONNECTION_LOST,
+            FailureKind.OTHER,
+        )
+
+    @property
+    def unreachable(self) -> bool:
+        """The server did not answer: the only kinds that justify the SQLite fallback."""
+        return self in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT)
 
 
 @dataclass(frozen=True)
@@ -44,41 +63,41 @@ class Failure:
         return f"{text} — {self.hint}" if self.hint else text
 
 
-_PG_SQLSTATE = {
-    "28P01": FailureKind.AUTHENTICATION,
-    "28000": FailureKind.AUTHENTICATION,
-    "3D000": FailureKind.DATABASE_MISSING,
+_KIND_OF_CODE = {
+    Code.CANNOT_CONNECT: FailureKind.UNREACHABLE,
+    Code.TIMEOUT: FailureKind.TIMEOUT,
+    Code.TERMINATED: FailureKind.CONNECTION_LOST,
+    Code.CONNECTION_LOST: FailureKind.CONNECTION_LOST,
+    Code.AUTHENTICATION: FailureKind.AUTHENTICATION,
+    Code.DATABASE_MISSING: FailureKind.DATABASE_MISSING,
+    Code.TLS: FailureKind.TLS,
+    Code.SCHEMA: FailureKind.SCHEMA,
 }
-_MYSQL_CODES = {
-    1045: FailureKind.AUTHENTICATION,
-    1044: FailureKind.AUTHENTICATION,
-    1698: FailureKind.AUTHENTICATION,
-    1049: FailureKind.DATABASE_MISSING,
-    2003: FailureKind.UNREACHABLE,
-    2005: FailureKind.UNREACHABLE,
-    2006: FailureKind.UNREACHABLE,
-    2013: FailureKind.UNREACHABLE,
-    2026: FailureKind.TLS,
-}
-_PATTERNS: tuple[tuple[re.Pattern[str], FailureKind], ...] = (
-    (re.compile(r"timeout expired|timed out|timeout", re.I), FailureKind.TIMEOUT),
-    (
-        re.compile(r"password authentication failed|access denied|authentication", re.I),
-        FailureKind.AUTHENTICATION,
-    ),
-    (re.compile(r"role .* does not exist", re.I), FailureKind.AUTHENTICATION),
-    (
-        re.compile(r"database .* does not exist|unknown database", re.I),
-        FailureKind.DATABASE_MISSING,
-    ),
-    (re.compile(r"\bssl\b|\btls\b|certificate|channel binding", re.I), FailureKind.TLS),
+
+# libpq's connection-phase messages (it gives no SQLSTATE there); each anchored to the
+# fixed wording of libpq or of the server's FATAL message.
+_CONNECT_PHRASES: tuple[tuple[re.Pattern[str], FailureKind], ...] = (
+    (re.compile(r"\btimeout expired\b", re.I), FailureKind.TIMEOUT),
+    # Supavisor (Supabase's pooler) when the user is not postgres.<project-ref>.
+    (re.compile(r"\bTenant or user not found\b", re.I), FailureKind.CONFIGURATION),
     (
         re.compile(
-            r"connection refused|could not translate host|failed to resolve|name or service|"
-            r"nodename nor servname|network is unreachable|no route to host|can't connect|"
-            r"could not connect|server closed the connection|connection reset|broken pipe|"
-            r"lost connection|gone away|terminating connection|consuming input failed|"
-            r"connection is closed|the connection is lost",
+            r"password authentication failed|authentication failed for user|"
+            r"role \".*\" does not exist|no password supplied|SCRAM authentication requires",
+            re.I,
+        ),
+        FailureKind.AUTHENTICATION,
+    ),
+    (re.compile(r"database \".*\" does not exist", re.I), FailureKind.DATABASE_MISSING),
+    (
+        re.compile(r"\bSSL\b|certificate|channel binding|does not support SSL|GSSAPI", re.I),
+        FailureKind.TLS,
+    ),
+    (
+        re.compile(
+            r"Connection refused|failed to resolve host|could not translate host|"
+            r"Network is unreachable|No route to host|server closed the connection|"
+            r"Connection reset|No such file or directory|the database system is",
             re.I,
         ),
         FailureKind.UNREACHABLE,
@@ -87,81 +106,72 @@ _PATTERNS: tuple[tuple[re.Pattern[str], FailureKind], ...] = (
 
 
 def classify(exc: BaseException, url: URL | None = None, *, on_space: bool = False) -> Failure:
-    """Classify a connection failure and produce a message safe to show anywhere."""
-    original = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    kind = _kind_of(original)
-    message = sanitize(_first_line(original), url)
-    return Failure(kind=kind, message=message, hint=_hint(kind, url, on_space))
+    """A failed attempt to open a connection (start-up, probes, `doctor --connect`)."""
+    code = code_of(exc)
+    kind = _KIND_OF_CODE.get(code)
+    if kind is None or kind is FailureKind.CONNECTION_LOST:
+        kind = _connect_phrase_kind(exc) or kind or FailureKind.OTHER
+    if kind is FailureKind.CONNECTION_LOST:
+        # While connecting, a closed connection means nobody is serving there.
+        kind = FailureKind.UNREACHABLE
+    if timed_out(exc) and kind in (FailureKind.OTHER, FailureKind.UNREACHABLE):
+        kind = FailureKind.TIMEOUT
+    return Failure(kind, sanitize(_first_lines(exc), url), _hint(kind, exc, url, on_space))
 
 
-def is_connectivity_error(exc: BaseException) -> bool:
-    """True when an error means "the database can't be reached", not "this query is wrong"."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        if not isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-            return False
-    elif not isinstance(exc, OSError | TimeoutError):
-        return False
-    return _kind_of(
-        exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    ) in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT)
+def connection_lost(exc: BaseException, url: URL | None) -> Failure:
+    """A connection that had worked was closed under a request (not a failed connect)."""
+    terminated = code_of(exc) is Code.TERMINATED
+    message = (
+        "the server ended the session (terminated by an administrator, an idle timeout "
+        "or the provider suspending the database)"
+        if terminated
+        else "the connection broke during a statement"
+    )
+    detail = sanitize(_first_lines(exc), url)
+    return Failure(
+        FailureKind.CONNECTION_LOST,
+        f"{message}: {detail}",
+        "the request was retried on a fresh connection; if this repeats, check the "
+        "provider's idle-timeout and auto-suspend settings.",
+    )
 
 
 def sanitize(text: str, url: URL | None = None) -> str:
+    """One line, without any registered secret, at most 400 characters."""
     if url is not None:
-        redactor.add(url.username, url.password)
+        redactor.add(url.password)
+        redactor.add_username(url.username)
     cleaned = redactor.redact(text)
-    if url is not None:
-        for secret in (url.password, url.username):
-            if secret:
-                cleaned = cleaned.replace(secret, "***")
+    if url is not None and url.password:
+        cleaned = cleaned.replace(str(url.password), "***")
     cleaned = " ".join(cleaned.split())
     return cleaned[:_MAX_MESSAGE]
 
 
-def _kind_of(exc: BaseException) -> FailureKind:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return FailureKind.TIMEOUT
-    if isinstance(exc, ssl.SSLError):
-        return FailureKind.TLS
-    if isinstance(exc, ConnectionRefusedError):
-        return FailureKind.UNREACHABLE
-    if isinstance(exc, OSError) and exc.errno in (
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-        errno.ECONNRESET,
-        errno.EPIPE,
-    ):
-        return FailureKind.UNREACHABLE
-    if isinstance(exc, socket.gaierror):
-        return FailureKind.UNREACHABLE
-    sqlstate = getattr(exc, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate in _PG_SQLSTATE:
-        return _PG_SQLSTATE[sqlstate]
-    args = getattr(exc, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_CODES:
-        code_kind = _MYSQL_CODES[args[0]]
-        if code_kind is FailureKind.UNREACHABLE and "timed out" in str(exc).lower():
-            return FailureKind.TIMEOUT
-        return code_kind
+def _connect_phrase_kind(exc: BaseException) -> FailureKind | None:
     text = str(exc)
-    for pattern, kind in _PATTERNS:
+    for pattern, kind in _CONNECT_PHRASES:
         if pattern.search(text):
             return kind
-    return FailureKind.OTHER
+    return None
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_lines(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     # psycopg puts one line per host tried; the first two are enough to act on.
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " / ".join(lines[:2])
 
 
-def _hint(kind: FailureKind, url: URL | None, on_space: bool) -> str | None:
+def _hint(kind: FailureKind, exc: BaseException, url: URL | None, on_space: bool) -> str | None:
     host = (url.host or "") if url is not None else ""
-    port = url.port if url is not None else None
+    if kind is FailureKind.CONFIGURATION:
+        return (
+            "Supabase's pooler does not know this user: copy the URL from the project's "
+            "Connect dialog (pooler); the user must be postgres.<project-ref> and the host "
+            "aws-0-<region>.pooler.supabase.com exactly as shown there."
+        )
     if kind is FailureKind.AUTHENTICATION:
         return "check the user name and password in DATABASE_URL (special characters are fine)."
     if kind is FailureKind.DATABASE_MISSING:
@@ -170,20 +180,25 @@ def _hint(kind: FailureKind, url: URL | None, on_space: bool) -> str | None:
         )
     if kind is FailureKind.TLS:
         return "check sslmode / the server's TLS settings (hosted databases need sslmode=require)."
-    if kind in (FailureKind.UNREACHABLE, FailureKind.TIMEOUT):
+    if kind.unreachable:
         if host.startswith("db.") and host.endswith(".supabase.co"):
             return (
                 "Supabase's direct host is IPv6-only on most projects; use the session pooler "
                 "host (aws-0-<region>.pooler.supabase.com) instead."
             )
-        default_port = 5432
-        if url is not None and url.get_backend_name() in ("mysql", "mariadb"):
-            default_port = 3306
-        effective = port or default_port
-        if on_space and effective not in SPACE_OUTBOUND_PORTS:
+        port = _effective_port(url)
+        if on_space and port not in SPACE_OUTBOUND_PORTS:
             return (
                 f"Hugging Face Spaces only allow outbound connections to ports 80, 443 and 8080; "
-                f"a database on port {effective} may be unreachable from a Space."
+                f"a database on port {port} may be unreachable from a Space."
             )
         return "check the host and port, and that the server accepts connections from here."
     return None
+
+
+def _effective_port(url: URL | None) -> int:
+    if url is None:
+        return 5432
+    if url.port:
+        return url.port
+    return 3306 if url.get_backend_name() in ("mysql", "mariadb") else 5432

@@ -1,9 +1,15 @@
 """Which database the app uses, and its state over the life of the process.
 
-Start-up (in the background, so liveness never waits): resolve the URL, try the primary
-with bounded retries, fall back to SQLite when the policy allows, migrate. At run time:
-a primary outage makes data requests fail fast with 503 until a background probe sees
-it again. The app never switches to SQLite mid-run: that would split the data in two.
+Start-up (in the background, so liveness never waits) applies the policy of
+src.database.startup once: the primary with bounded retries; SQLite when the URL is
+missing or unusable, or the primary stays unreachable and `DATABASE_FALLBACK=auto`;
+nothing — readiness 503 and the reason — when the primary answers but cannot be used.
+
+At run time a request that sees the database fail tells the manager (it is the
+`FaultMonitor` of every `Database` handle). One failed connection is not an outage: a
+probe on a fresh connection confirms it first. A confirmed outage makes data requests
+fail fast with 503 until a probe sees the primary again. The app never switches to SQLite
+mid-run: that would split the data in two.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import URL, Engine
@@ -21,25 +26,22 @@ from sqlalchemy.engine import URL, Engine
 from src.config.settings import Settings
 from src.core.redaction import redactor
 from src.database.engine import checkpoint_sqlite, create_database_engine
-from src.database.failures import Failure, FailureKind, classify
+from src.database.errors import DatabaseStarting, DatabaseUnavailable
+from src.database.failures import Failure
+from src.database.fallback import FallbackRunner
 from src.database.migrations import upgrade_to_head
-from src.database.probe import call_with_deadline, check_connection
 from src.database.resolver import Resolution, resolve_database_url
-from src.database.sqlite_locator import locate_for
-from src.database.state import (
-    CONNECTED,
-    DECIDING,
-    ConnectionState,
-    DatabaseNotReady,
-    DatabaseStarting,
-    DatabaseStatus,
-)
+from src.database.sqlite_locator import SqliteLocation, locate_for
+from src.database.startup import Ready, Refused, StartupPolicy, Unreachable, Unusable
+from src.database.state import CONNECTED, DECIDING, ConnectionState, DatabaseStatus
+from src.database.transactions import Database
 
 logger = logging.getLogger(__name__)
 
-MIGRATION_TIMEOUT_SECONDS = 120.0
 _RECOVERY_DELAY_MAX = 5.0
 _BACKGROUND_RETRY_MAX = 30.0
+# After a request-level failure, at most one confirming probe per this many seconds.
+_PROBE_INTERVAL = 1.0
 
 
 class DatabaseManager:
@@ -53,38 +55,48 @@ class DatabaseManager:
         raw, source = settings.primary_url_input
         self.resolution: Resolution = resolve_database_url(raw, source=source)
         redactor.add(*self.resolution.secrets())
-        self._migrate = migrate
-        self._status = DatabaseStatus()
-        self._engine: Engine | None = None
+        redactor.add_username(*self.resolution.usernames())
+        self.status = DatabaseStatus()
+        self.policy = StartupPolicy(settings, self.status, migrate)
+        self._location: SqliteLocation | None = None
+        self._database: Database | None = None
+        self._probe_engine: Engine | None = None
         self._decided = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._recovering = False
+        self._probing = False
+        self._probed_at = 0.0
+        self.fallback = FallbackRunner(self)
 
     # -- public surface ----------------------------------------------------
 
     @property
     def state(self) -> ConnectionState:
-        return self._status.state
+        return self.status.state
 
     @property
     def engine(self) -> Engine | None:
-        return self._engine
-
-    @property
-    def status(self) -> DatabaseStatus:
-        return self._status
+        return self._database.engine if self._database is not None else None
 
     @property
     def ready(self) -> bool:
-        return self._status.state in CONNECTED and self._engine is not None
+        return self.status.state in CONNECTED and self._database is not None
 
     @property
     def primary_url(self) -> URL | None:
         return self.resolution.url if self.resolution.ok else None
 
-    async def start(self) -> None:
-        """Begin deciding in the background; returns at once."""
-        self._spawn(self._decide())
+    def sqlite_location(self) -> SqliteLocation:
+        """Where the SQLite database is (found once, by the lifespan or on first need)."""
+        if self._location is None:
+            self._location = locate_for(self.settings)
+        return self._location
+
+    async def start(self, *, location: SqliteLocation | None = None) -> None:
+        """Begin deciding in the background; returns at once. `location`: where SQLite
+        lives, when the caller has already found it (the lifespan finds it once)."""
+        if location is not None:
+            self._location = location
+        self.spawn(self._decide())
 
     async def wait_decided(self) -> None:
         """Until start-up has chosen a database (or given up)."""
@@ -96,245 +108,225 @@ class DatabaseManager:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await asyncio.to_thread(self._close_engine, engine)
-        self._set_state(ConnectionState.DISCONNECTED, "shut down")
+        database, self._database = self._database, None
+        if database is not None:
+            await asyncio.to_thread(self._close_engine, database.engine)
+        if self._probe_engine is not None:
+            await asyncio.to_thread(self._probe_engine.dispose)
+            self._probe_engine = None
+        self.status.transition(ConnectionState.DISCONNECTED, "shut down")
 
-    async def acquire(self) -> Engine:
-        """The engine for a data request, or a `DatabaseNotReady` saying why not."""
+    async def acquire(self) -> Database:
+        """The database for a data request; raises DatabaseStarting or DatabaseUnavailable."""
         if self.ready:
-            assert self._engine is not None
-            return self._engine
-        if self._status.state in DECIDING:
+            assert self._database is not None
+            return self._database
+        if self.status.state in DECIDING or self.fallback.switching:
+            timeout = self.settings.database_connect_timeout
             try:
-                await asyncio.wait_for(
-                    self._decided.wait(), timeout=self.settings.database_connect_timeout
-                )
+                await asyncio.wait_for(self._wait_servable(), timeout=timeout)
             except TimeoutError:
                 raise DatabaseStarting(
                     "The database is still being connected; try again shortly.",
-                    retry_after=max(1, round(self.settings.database_connect_timeout)),
+                    retry_after=max(1, round(timeout)),
                 ) from None
             if self.ready:
-                assert self._engine is not None
-                return self._engine
-        raise DatabaseNotReady(self._unavailable_reason(), retry_after=self._retry_after())
+                assert self._database is not None
+                return self._database
+        raise DatabaseUnavailable(self._unavailable_reason(), retry_after=self._retry_after())
 
-    def report_failure(self, exc: BaseException) -> None:
-        """A request hit a connectivity error: stop using the primary until it answers."""
-        if self._status.state is not ConnectionState.PRIMARY_CONNECTED:
-            return
-        failure = classify(exc, self.primary_url, on_space=self.settings.on_space)
-        self._status.last_failure = failure
-        self._set_state(ConnectionState.PRIMARY_UNAVAILABLE, failure.describe())
-        logger.error("Primary database unavailable: %s", failure.describe())
-        if self._engine is not None:
-            # Connections in the pool are dead; new ones are made after recovery.
-            self._engine.pool.dispose()
-        self._spawn(self._recover())
+    # -- FaultMonitor: told by requests ----------------------------------------
+
+    def connection_failed(self, failure: Failure) -> None:
+        """A request could not use the primary, even on a fresh connection: confirm."""
+        self.status.last_failure = failure
+        logger.warning("A database request failed: %s", failure.describe())
+        self._probe_soon()
+
+    def statement_timed_out(self) -> None:
+        """One request ran out of time: is the server still answering at all?"""
+        self._probe_soon()
 
     # -- start-up ----------------------------------------------------------
 
     async def _decide(self) -> None:
         try:
             if self.resolution.ok:
-                if await self._start_primary():
-                    return
+                await self._start_primary()
             else:
                 self._explain_unusable_url()
-            await self._start_fallback_if_allowed()
-        except Exception as exc:
-            failure = classify(exc, self.primary_url)
-            self._status.last_failure = failure
+                await self.fallback.start_if_allowed(primary_configured=False)
+        except Exception:
             logger.exception("Database start-up failed unexpectedly")
-            self._set_state(ConnectionState.CONNECTION_ERROR, failure.describe())
+            self.status.transition(
+                ConnectionState.CONNECTION_ERROR, "start-up failed unexpectedly; see the log"
+            )
         finally:
             self._decided.set()
 
     def _explain_unusable_url(self) -> None:
         source = self.resolution.source
         if not self.resolution.present:
-            self._status.fallback_reason = f"{source} is not set."
+            self.status.fallback_reason = f"{source} is not set."
         else:
             errors = "; ".join(self.resolution.errors) or "it is not a usable database URL"
-            self._status.fallback_reason = f"{source} is invalid: {errors}"
-        logger.warning("%s", self._status.fallback_reason)
+            self.status.fallback_reason = f"{source} is invalid: {errors}"
+        logger.warning("%s", self.status.fallback_reason)
 
-    async def _start_primary(self) -> bool:
+    def new_primary_engine(self) -> Engine:
         url = self.resolution.url
         assert url is not None
-        self._set_state(ConnectionState.CONNECTING_PRIMARY, "trying the primary database")
-        engine = create_database_engine(
+        return create_database_engine(
             url, self.settings, mysql_ssl_mode=self.resolution.mysql_ssl_mode
         )
-        attempts = max(1, self.settings.database_startup_retries)
-        delay = self.settings.database_retry_delay_ms / 1000
-        for attempt in range(1, attempts + 1):
-            failure = await self._attempt(engine, url)
-            if failure is None:
-                return await self._adopt(engine, primary=True)
-            logger.warning(
-                "Primary database attempt %d/%d failed: %s", attempt, attempts, failure.describe()
-            )
-            if not failure.kind.transient or attempt == attempts:
-                break
-            await asyncio.sleep(min(delay * 2 ** (attempt - 1), 5.0))
 
-        failure = self._status.last_failure
-        assert failure is not None
+    async def _start_primary(self) -> None:
+        self.status.transition(ConnectionState.CONNECTING_PRIMARY, "trying the primary database")
+        engine = self.new_primary_engine()
+        outcome = await self.policy.with_retries(engine)
+        if isinstance(outcome, Ready):
+            self.serve(engine, primary=True, outcome=outcome)
+            self.spawn(self.fallback.merge_leftovers())
+            return
+        await asyncio.to_thread(engine.dispose)
+        if isinstance(outcome, Unusable):
+            self._refuse_primary(outcome.failure)
+            self.spawn(self._retry_primary(slow=True))
+            return
+        failure = outcome.failure
         if self.settings.database_fallback == "auto":
-            self._status.fallback_reason = (
+            self.status.fallback_reason = (
                 f"The primary database could not be used ({failure.describe()})."
             )
-            await asyncio.to_thread(engine.dispose)
-            return False
-        # Policy keeps us on the primary: keep trying in the background, fail fast meanwhile.
-        self._set_state(ConnectionState.PRIMARY_UNAVAILABLE, failure.describe())
-        self._engine = None
-        self._spawn(self._retry_primary_in_background(engine, url))
-        return True
+            await self.fallback.start_if_allowed(primary_configured=True)
+            if isinstance(outcome, Unreachable):
+                self.spawn(self.fallback.watch_primary())
+            return
+        # The policy keeps us on the primary: retry in the background, fail fast meanwhile.
+        self.status.transition(ConnectionState.PRIMARY_UNAVAILABLE, failure.describe())
+        self.spawn(self._retry_primary(slow=isinstance(outcome, Refused)))
 
-    async def _retry_primary_in_background(self, engine: Engine, url: URL) -> None:
-        delay = self.settings.database_retry_delay_ms / 1000
+    def _refuse_primary(self, failure: Failure) -> None:
+        """Reachable but unusable: an error the operator must see; nothing goes elsewhere."""
+        self.status.last_failure = failure
+        self.status.fallback_reason = None
+        self.status.transition(
+            ConnectionState.CONNECTION_ERROR,
+            f"The primary database answered but cannot be used: {failure.message}",
+        )
+        logger.error("Primary database cannot be used: %s", failure.describe())
+
+    async def _retry_primary(self, *, slow: bool) -> None:
+        """Until the primary is usable (not on the fallback: that is FallbackRunner's job)."""
+        delay = 5.0 if slow else self.settings.database_retry_delay_ms / 1000
         while True:
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _BACKGROUND_RETRY_MAX)
-            if await self._attempt(engine, url) is None and await self._adopt(engine, primary=True):
+            delay = min(delay * 2, 60.0 if slow else _BACKGROUND_RETRY_MAX)
+            engine = self.new_primary_engine()
+            outcome = await self.policy.attempt(engine)
+            if isinstance(outcome, Ready):
+                self.serve(engine, primary=True, outcome=outcome)
+                self.spawn(self.fallback.merge_leftovers())
                 return
+            await asyncio.to_thread(engine.dispose)
+            if isinstance(outcome, Unusable):
+                self._refuse_primary(outcome.failure)
 
-    async def _start_fallback_if_allowed(self) -> None:
-        policy = self.settings.database_fallback
-        if policy == "never" or (policy == "invalid-only" and self.resolution.ok):
-            reason = self._status.fallback_reason or "The primary database could not be used."
-            self._status.fallback_reason = None
-            self._set_state(
-                ConnectionState.CONNECTION_ERROR,
-                f"{reason} DATABASE_FALLBACK={policy}: SQLite is not used.",
+    def serve(self, engine: Engine, *, primary: bool, outcome: Ready) -> None:
+        """Start answering data requests from `engine`."""
+        self._database = Database(engine, self, self.settings.database_statement_timeout)
+        if primary:
+            self.status.using_fallback = False
+            self._probe_engine = self._probe_engine or create_database_engine(
+                engine.url, self.settings, mysql_ssl_mode=self.resolution.mysql_ssl_mode, probe=True
             )
-            logger.error("No database: %s", self._status.reason)
-            return
-        self._set_state(ConnectionState.CONNECTING_FALLBACK, self._status.fallback_reason or "")
-        location = await asyncio.to_thread(locate_for, self.settings)
-        self._status.sqlite = location
-        self._status.using_fallback = True
-        if not location.persistent:
-            logger.warning("SQLite is not persistent: %s", location.persistence_note)
-        engine = create_database_engine(location.url, self.settings)
-        failure = await self._attempt(engine, location.url)
-        if failure is None and await self._adopt(engine, primary=False):
-            return
-        self._set_state(
-            ConnectionState.CONNECTION_ERROR,
-            f"SQLite at {location.path or 'memory'} failed: "
-            f"{self._status.last_failure.describe() if self._status.last_failure else 'unknown'}",
-        )
-
-    async def _attempt(self, engine: Engine, url: URL) -> Failure | None:
-        self._status.attempts += 1
-        self._status.last_attempt_at = datetime.now(UTC)
-        timeout = self.settings.database_connect_timeout + 1.0
-        try:
-            await asyncio.to_thread(
-                call_with_deadline, lambda: check_connection(engine), timeout, name="db-connect"
-            )
-        except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
-            failure = classify(exc, url, on_space=self.settings.on_space)
-            if isinstance(exc, TimeoutError):
-                failure = Failure(FailureKind.TIMEOUT, failure.message, failure.hint)
-            self._status.last_failure = failure
-            return failure
-        return None
-
-    async def _adopt(self, engine: Engine, *, primary: bool) -> bool:
-        """Migrate, then start serving from `engine`."""
-        started = time.monotonic()
-        try:
-            revision = await asyncio.to_thread(
-                call_with_deadline,
-                lambda: self._migrate(engine),
-                MIGRATION_TIMEOUT_SECONDS,
-                name="db-migrate",
-            )
-        except Exception as exc:  # noqa: BLE001 - reported; start-up continues without it
-            failure = classify(exc, engine.url, on_space=self.settings.on_space)
-            self._status.last_failure = Failure(
-                failure.kind, f"migration failed: {failure.message}", failure.hint
-            )
-            logger.error("Migrations failed: %s", self._status.last_failure.describe())
-            if primary and self.settings.database_fallback == "auto":
-                self._status.fallback_reason = (
-                    f"The primary database could not be migrated ({failure.describe()})."
-                )
-            return False
-        self._status.migrated_revision = revision
-        self._engine = engine
         state = ConnectionState.PRIMARY_CONNECTED if primary else ConnectionState.FALLBACK_CONNECTED
-        where = self._describe_engine(engine)
-        self._set_state(state, f"using {where}")
+        where = self.describe_engine(engine)
+        self.status.transition(state, f"using {where}")
         logger.info(
             "Database ready: %s (migrated to %s in %.0f ms)",
             where,
-            revision,
-            (time.monotonic() - started) * 1000,
+            outcome.revision,
+            outcome.milliseconds,
         )
-        return True
+
+    def stop_serving(self) -> Database | None:
+        database, self._database = self._database, None
+        return database
 
     # -- run time ----------------------------------------------------------
 
-    async def _recover(self) -> None:
-        if self._recovering or self._engine is None:
+    def _probe_soon(self) -> None:
+        if self.status.state is not ConnectionState.PRIMARY_CONNECTED or self._probing:
             return
-        self._recovering = True
-        engine, url = self._engine, self._engine.url
-        delay = 0.25
+        if time.monotonic() - self._probed_at < _PROBE_INTERVAL:
+            return
+        self._probing = True
+        self.spawn(self._confirm_outage())
+
+    async def _confirm_outage(self) -> None:
         try:
-            while self._status.state is ConnectionState.PRIMARY_UNAVAILABLE:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RECOVERY_DELAY_MAX)
-                if await self._attempt(engine, url) is None:
-                    self._set_state(ConnectionState.PRIMARY_CONNECTED, "primary answered again")
-                    logger.info("Primary database is back")
+            assert self._probe_engine is not None
+            failure = await self.policy.connect(self._probe_engine)
+            self._probed_at = time.monotonic()
+            if failure is None:
+                logger.info("The primary database answers a fresh connection: no outage.")
+                return
+            if self.status.state is not ConnectionState.PRIMARY_CONNECTED:
+                return
+            self.status.transition(ConnectionState.PRIMARY_UNAVAILABLE, failure.describe())
+            logger.error("Primary database unavailable: %s", failure.describe())
+            if self._database is not None:
+                # Its pooled connections are dead; new ones are made after recovery.
+                await asyncio.to_thread(self._database.engine.pool.dispose)
+            await self._recover()
         finally:
-            self._recovering = False
+            self._probing = False
+
+    async def _recover(self) -> None:
+        delay = 0.25
+        assert self._probe_engine is not None
+        while self.status.state is ConnectionState.PRIMARY_UNAVAILABLE:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECOVERY_DELAY_MAX)
+            if await self.policy.connect(self._probe_engine) is None:
+                self.status.transition(ConnectionState.PRIMARY_CONNECTED, "primary answered again")
+                logger.info("Primary database is back")
 
     # -- helpers -----------------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    async def _wait_servable(self) -> None:
+        await self._decided.wait()
+        while self.fallback.switching:
+            await asyncio.sleep(0.02)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _set_state(self, state: ConnectionState, why: str) -> None:
-        if state is not self._status.state:
-            self._status.history.append(f"{datetime.now(UTC).isoformat()} {state.value}: {why}")
-            del self._status.history[:-20]
-        self._status.state = state
-        self._status.reason = why
-
-    def _describe_engine(self, engine: Engine) -> str:
+    def describe_engine(self, engine: Engine) -> str:
         backend = engine.url.get_backend_name()
         if backend == "sqlite":
-            location = self._status.sqlite
+            location = self.status.sqlite
             if location is not None and location.path is None:
                 return "SQLite in memory"
             return f"SQLite at {engine.url.database}"
         return f"{backend} at {engine.url.host or 'local socket'}"
 
     def _unavailable_reason(self) -> str:
-        failure = self._status.last_failure
-        if self._status.state is ConnectionState.PRIMARY_UNAVAILABLE:
+        failure = self.status.last_failure
+        if self.status.state is ConnectionState.PRIMARY_UNAVAILABLE:
             detail = f" ({failure.kind.value})" if failure else ""
             return f"The database is unavailable{detail}; retrying in the background."
         return "No database is available; see /config/database for the reason."
 
     def _retry_after(self) -> int:
-        return 5 if self._status.state is ConnectionState.PRIMARY_UNAVAILABLE else 30
+        return 5 if self.status.state is ConnectionState.PRIMARY_UNAVAILABLE else 30
 
-    @staticmethod
-    def _close_engine(engine: Engine) -> None:
+    def _close_engine(self, engine: Engine) -> None:
         try:
-            checkpoint_sqlite(engine)
+            checkpoint_sqlite(engine, truncate=not self.fallback.replicating)
         except Exception:
             logger.warning("SQLite checkpoint at shutdown failed", exc_info=True)
         engine.dispose()

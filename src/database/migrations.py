@@ -1,4 +1,5 @@
-"""Schema migrations (Alembic), safe when several workers start at once."""
+"""Schema migrations (Alembic), safe when several workers start at once, and never run
+over tables this version did not create (src.database.schema)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Connection, Engine
 
 from src.config.settings import APP_DIR
+from src.database.schema import SchemaState, inspect_schema, refuse
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -39,6 +41,22 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def known_revisions() -> frozenset[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(rev.revision for rev in script.walk_revisions())
+
+
+def check_schema(connection: Connection) -> SchemaState:
+    """Raise SchemaConflict unless migrating this database to head is safe."""
+    state = inspect_schema(connection, known_revisions())
+    conflict = refuse(state, head_revision())
+    if conflict is not None:
+        raise conflict
+    return state
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -79,11 +97,16 @@ def migration_lock(connection: Connection) -> Iterator[None]:
 
 
 def upgrade_to_head(engine: Engine) -> str | None:
-    """Apply every pending migration; returns the revision the database is now at."""
+    """Apply every pending migration; returns the revision the database is now at.
+
+    Raises SchemaConflict (nothing written) when the database holds tables of another
+    layout or a revision this version does not know.
+    """
     from alembic import command
 
     with engine.connect() as connection:
         with migration_lock(connection):
+            check_schema(connection)
             config = alembic_config()
             config.attributes["connection"] = connection
             before = current_revision(connection)

@@ -41,6 +41,7 @@ class Resolution:
     # Credential-like parts of the raw value (as written and decoded). Kept even when
     # the value is rejected: a broken URL is when someone is most likely to print it.
     hidden_secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    hidden_usernames: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -50,14 +51,22 @@ class Resolution:
         return mask_url(self.url) if self.url is not None else None
 
     def secrets(self) -> tuple[str, ...]:
-        """Values a log redactor must hide: user name, password, secret options."""
+        """Values a log redactor must hide wherever they appear: the password, secret
+        options, and whatever of a rejected value might be one."""
         found: list[str] = []
         if self.url is not None:
-            found += [self.url.username or "", str(self.url.password or "")]
+            found.append(str(self.url.password or ""))
             for key, values in self.url.query.items():
                 if is_secret_option(key):
                     found.extend((values,) if isinstance(values, str) else values)
         found += self.hidden_secrets
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    def usernames(self) -> tuple[str, ...]:
+        """User names: hidden where they stand as credentials (`user "app"`), not as words
+        (a user named `app` must not mask the path `/home/user/app`)."""
+        found = [self.url.username or ""] if self.url is not None else []
+        found += self.hidden_usernames
         return tuple(dict.fromkeys(s for s in found if s))
 
     def __repr__(self) -> str:
@@ -101,7 +110,8 @@ def _accepted(
         errors=(),
         mysql_ssl_mode=ssl_mode,
         source=source,
-        hidden_secrets=tuple(dict.fromkeys(s for s in as_written if s)),
+        hidden_secrets=tuple(dict.fromkeys(s for s in as_written[1:] if s)),
+        hidden_usernames=tuple(s for s in as_written[:1] if s),
     )
 
 
@@ -129,14 +139,16 @@ def _resolve(raw: object, source: str) -> Resolution:
         failed = _failed(
             source, None, [], [f"{source} is longer than {MAX_URL_LENGTH} characters."]
         )
-        return replace(failed, hidden_secrets=credential_pieces(raw.strip()))
+        secrets, usernames = credential_pieces(raw.strip())
+        return replace(failed, hidden_secrets=secrets, hidden_usernames=usernames)
     text, repairs = clean(raw, source)
     if text.lower() in MISSING_WORDS:
         return _missing(source)
     result = _resolve_text(text, source, repairs)
     if result.ok:
         return result
-    return replace(result, hidden_secrets=credential_pieces(text))
+    secrets, usernames = credential_pieces(text)
+    return replace(result, hidden_secrets=secrets, hidden_usernames=usernames)
 
 
 def _resolve_text(text: str, source: str, repairs: list[str]) -> Resolution:

@@ -1,14 +1,16 @@
-"""The states a database connection goes through, and what a request is told when it
-cannot be served. Shared by the manager, the session dependency and the endpoints."""
+"""The states a database connection goes through (the seeds' data model), and the record
+of them that `/config/database`, the status page and the log report."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from src.database.failures import Failure
 from src.database.sqlite_locator import SqliteLocation
+
+_HISTORY = 20
 
 
 class ConnectionState(StrEnum):
@@ -31,21 +33,6 @@ DECIDING = frozenset(
 )
 
 
-class DatabaseNotReady(Exception):
-    """A data request cannot be served right now; carries a safe reason."""
-
-    code = "DATABASE_UNAVAILABLE"
-
-    def __init__(self, reason: str, retry_after: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class DatabaseStarting(DatabaseNotReady):
-    code = "DATABASE_STARTING"
-
-
 @dataclass
 class DatabaseStatus:
     """Everything `/config/database` reports about the connection."""
@@ -59,4 +46,19 @@ class DatabaseStatus:
     attempts: int = 0
     migrated_revision: str | None = None
     sqlite: SqliteLocation | None = None
+    # What moving the fallback's tasks into the primary did, once it has.
+    promotion: str | None = None
     history: list[str] = field(default_factory=list)
+
+    def transition(self, state: ConnectionState, why: str) -> None:
+        if state is not self.state:
+            self.history.append(f"{datetime.now(UTC).isoformat()} {state.value}: {why}")
+            del self.history[:-_HISTORY]
+        self.state = state
+        self.reason = why
+
+    def attempted(self, failure: Failure | None) -> None:
+        self.attempts += 1
+        self.last_attempt_at = datetime.now(UTC)
+        if failure is not None:
+            self.last_failure = failure

@@ -1,5 +1,5 @@
-"""The outermost request layer: request id, security headers, body limit, access log,
-and the last-resort 500.
+"""The outermost request layer: request id, security and cache headers, path
+normalisation, body limit, access log, and the last-resort 500.
 
 Written as plain ASGI (not BaseHTTPMiddleware) so it adds no task or buffering per
 request, and so it can answer for exceptions that escape everything else: Starlette's
@@ -29,6 +29,9 @@ _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"strict-origin-when-cross-origin"),
 ]
+# Responses carry users' tasks (or errors about them): no cache, shared or private, may
+# keep them, unless a route says otherwise.
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 class _BodyTooLarge(HTTPException):
@@ -60,8 +63,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), *extra_headers]
+                headers = [*message.get("headers", []), *extra_headers]
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append(_NO_STORE)
+                message["headers"] = headers
             await send(message)
+
+        _strip_trailing_slash(scope)
 
         try:
             declared = _content_length(scope)
@@ -79,17 +87,21 @@ class RequestContextMiddleware:
         finally:
             if logger.isEnabledFor(logging.INFO):
                 duration_ms = round((time.perf_counter() - started) * 1000, 1)
+                # uvicorn's proxy-headers support has put X-Forwarded-For here.
+                client = (scope.get("client") or ("-",))[0]
                 logger.info(
-                    "%s %s %d %.1fms",
+                    "%s %s %d %.1fms %s",
                     scope["method"],
                     scope["path"],
                     status,
                     duration_ms,
+                    client,
                     extra={
                         "method": scope["method"],
                         "path": scope["path"],
                         "status": status,
                         "duration_ms": duration_ms,
+                        "client": client,
                     },
                 )
             request_id_var.reset(token)
@@ -113,6 +125,18 @@ class RequestContextMiddleware:
             f"The request body is larger than {self.max_body // 1024} KiB.", "PAYLOAD_TOO_LARGE"
         )
         await _send_json(send, 413, body, close=True)
+
+
+def _strip_trailing_slash(scope: Scope) -> None:
+    """`/api/alice/tasks/` is served as `/api/alice/tasks`. Starlette would answer it with
+    a redirect to an absolute URL built from the client's Host header (an open redirect);
+    serving it in place needs no redirect at all."""
+    path: str = scope["path"]
+    if len(path) > 1 and path.endswith("/"):
+        scope["path"] = path.rstrip("/") or "/"
+        raw = scope.get("raw_path")
+        if isinstance(raw, bytes) and raw.endswith(b"/"):
+            scope["raw_path"] = raw.rstrip(b"/") or b"/"
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from src.http.errors import ApiError
+from src.database.transactions import retrying
 from src.models.task import Task, TaskStatus, utc_now
 from src.schemas.tasks import StatusFilter
+from src.services.errors import TaskNotFound
 
 tasks_table: sa.Table = Task.__table__  # type: ignore[attr-defined]
 _c = tasks_table.c
@@ -41,10 +42,6 @@ class TaskRecord(NamedTuple):
 class TaskPage(NamedTuple):
     items: list[TaskRecord]
     total: int
-
-
-def task_not_found() -> ApiError:
-    return ApiError(404, "TASK_NOT_FOUND", "No such task.")
 
 
 # Statements are built once, with bound parameters: building them per request costs
@@ -96,9 +93,11 @@ def list_tasks(
     return TaskPage(items, int(conn.execute(count, params).scalar_one()))
 
 
-def create_task(conn: Connection, user_id: str, title: str, description: str | None) -> TaskRecord:
+def new_task(user_id: str, title: str, description: str | None) -> TaskRecord:
+    """A task not yet stored: its id and timestamps are fixed before the first attempt, so
+    that a retry after a lost connection inserts the very same row."""
     now = utc_now()
-    record = TaskRecord(
+    return TaskRecord(
         id=str(uuid.uuid4()),
         title=title,
         description=description,
@@ -107,7 +106,20 @@ def create_task(conn: Connection, user_id: str, title: str, description: str | N
         created_at=now,
         updated_at=now,
     )
-    conn.execute(_INSERT, record._asdict())
+
+
+def create_task(conn: Connection, record: TaskRecord) -> TaskRecord:
+    """Insert `record`; idempotent: when a retry finds the row the first attempt stored, that
+    row is the result."""
+    try:
+        conn.execute(_INSERT, record._asdict())
+    except sa.exc.IntegrityError:
+        if not retrying.get():
+            raise
+        stored = conn.execute(_FIND, {"p_user": record.user_id, "p_task": record.id}).first()
+        if stored is None or TaskRecord._make(stored)[:4] != record[:4]:
+            raise
+        return TaskRecord._make(stored)
     return record
 
 
@@ -115,7 +127,7 @@ def _find(conn: Connection, user_id: str, task_id: str, *, for_update: bool = Fa
     statement = _FIND_FOR_UPDATE if for_update else _FIND
     row = conn.execute(statement, {"p_user": user_id, "p_task": task_id}).first()
     if row is None:
-        raise task_not_found()
+        raise TaskNotFound()
     return TaskRecord._make(row)
 
 
@@ -155,6 +167,7 @@ def set_completion(
 
 
 def delete_task(conn: Connection, user_id: str, task_id: str) -> None:
+    """Idempotent: a retry that finds nothing means the first attempt deleted it."""
     result = conn.execute(_DELETE, {"p_user": user_id, "p_task": task_id})
-    if result.rowcount == 0:
-        raise task_not_found()
+    if result.rowcount == 0 and not retrying.get():
+        raise TaskNotFound()

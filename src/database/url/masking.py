@@ -59,20 +59,26 @@ class RedactedURL(URL):
         return mask_url(self)
 
 
-def credential_pieces(text: str) -> tuple[str, ...]:
-    """Whatever in a rejected value might be a credential, written and decoded."""
+def credential_pieces(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Whatever in a rejected value might be a secret, and what might be a user name,
+    each as written and decoded."""
     _, sep, rest = text.partition("://")
     if not sep:
         # Not a URL at all: it may well be a password pasted into the wrong field.
-        return (text,)
+        return (text,), ()
     pieces: list[str] = []
+    users: list[str] = []
     if "@" in rest:
         userinfo = rest[: rest.rindex("@")]
-        user, _, password = userinfo.partition(":")
-        pieces += [userinfo, user, password]
+        user, colon, password = userinfo.partition(":")
+        pieces += [userinfo, password] if colon else [userinfo]
+        users.append(user)
     for option in rest.rpartition("?")[2].split("&"):
         key, _, value = option.partition("=")
         if is_secret_option(key):
             pieces.append(value)
+        elif key.lower() in ("user", "username"):
+            users.append(value)
     pieces += [d for d in map(decode, pieces) if d is not None]
-    return tuple(dict.fromkeys(p for p in pieces if p))
+    users += [d for d in map(decode, users) if d is not None]
+    return tuple(dict.fromkeys(p for p in pieces if p)), tuple(dict.fromkeys(u for u in users if u))

@@ -1,0 +1,164 @@
+"""The SQLite fallback: when it may start, and how it ends.
+
+The fallback exists for a missing or unusable URL, or a primary nobody answers. It never
+outlives its reason silently: while it serves in place of a configured primary, that
+primary is probed in the background, and when it answers its tasks are moved into it
+(src.database.promotion) and the app switches over. A fallback file left from an earlier
+run for the same primary is moved the same way at the next start on the primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from src.database.engine import create_database_engine
+from src.database.promotion import PromotionReport, mark_fallback_for, move_tasks
+from src.database.startup import Ready, Refused, Unusable
+from src.database.state import ConnectionState
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from src.database.manager import DatabaseManager
+
+logger = logging.getLogger(__name__)
+
+_WATCH_DELAY_MAX = 30.0
+# How long a switch waits for units of work still running on the fallback.
+_DRAIN_SECONDS = 30.0
+
+
+class FallbackRunner:
+    def __init__(self, manager: DatabaseManager) -> None:
+        self.manager = manager
+        self.switching = False
+        self.replicating = False  # Litestream holds the SQLite file (no TRUNCATE checkpoint)
+
+    async def start_if_allowed(self, *, primary_configured: bool) -> None:
+        manager = self.manager
+        status = manager.status
+        policy = manager.settings.database_fallback
+        if policy == "never" or (policy == "invalid-only" and primary_configured):
+            reason = status.fallback_reason or "The primary database could not be used."
+            status.fallback_reason = None
+            status.transition(
+                ConnectionState.CONNECTION_ERROR,
+                f"{reason} DATABASE_FALLBACK={policy}: SQLite is not used.",
+            )
+            logger.error("No database: %s", status.reason)
+            return
+        status.transition(ConnectionState.CONNECTING_FALLBACK, status.fallback_reason or "")
+        location = await asyncio.to_thread(manager.sqlite_location)
+        status.sqlite = location
+        status.using_fallback = True
+        if not location.persistent:
+            logger.warning("SQLite is not persistent: %s", location.persistence_note)
+        engine = create_database_engine(location.url, manager.settings)
+        outcome = await manager.policy.attempt(engine)
+        if isinstance(outcome, Ready):
+            if primary_configured:
+                assert manager.resolution.url is not None
+                await asyncio.to_thread(mark_fallback_for, engine, manager.resolution.url)
+            manager.serve(engine, primary=False, outcome=outcome)
+            return
+        await asyncio.to_thread(engine.dispose)
+        failure = status.last_failure
+        status.transition(
+            ConnectionState.CONNECTION_ERROR,
+            f"SQLite at {location.path or 'memory'} failed: "
+            f"{failure.describe() if failure else 'unknown'}",
+        )
+
+    async def watch_primary(self) -> None:
+        """While serving in place of an unreachable primary: probe it; when it answers,
+        move the fallback's tasks into it and switch."""
+        manager = self.manager
+        delay = manager.settings.database_retry_delay_ms / 1000
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _WATCH_DELAY_MAX)
+            engine = manager.new_primary_engine()
+            outcome = await manager.policy.attempt(engine)
+            if isinstance(outcome, Ready):
+                if await self._promote(engine, outcome):
+                    return
+                continue
+            await asyncio.to_thread(engine.dispose)
+            if isinstance(outcome, Unusable):
+                # It answers: the fallback's reason is gone, and the primary cannot be
+                # used. Stop writing to SQLite; its tasks stay there until it can.
+                database = manager.stop_serving()
+                if database is not None:
+                    await asyncio.to_thread(database.engine.dispose)
+                manager._refuse_primary(outcome.failure)
+                delay = max(delay, 5.0)
+            elif isinstance(outcome, Refused):
+                manager.status.fallback_reason = (
+                    f"The primary database could not be used ({outcome.failure.describe()})."
+                )
+                delay = max(delay, 5.0)
+
+    async def _promote(self, primary: Engine, outcome: Ready) -> bool:
+        manager = self.manager
+        self.switching = True
+        current = manager.stop_serving()
+        try:
+            fallback = current.engine if current is not None else None
+            if fallback is None:
+                location = await asyncio.to_thread(manager.sqlite_location)
+                fallback = create_database_engine(location.url, manager.settings)
+            else:
+                await _drained(fallback)
+            try:
+                report = await asyncio.to_thread(move_tasks, fallback, primary)
+            except Exception:
+                logger.exception("Moving the fallback's tasks into the primary failed")
+                await asyncio.to_thread(primary.dispose)
+                if current is not None:
+                    manager.serve(current.engine, primary=False, outcome=outcome)
+                return False
+            manager.status.promotion = report.describe()
+            manager.status.fallback_reason = None
+            manager.serve(primary, primary=True, outcome=outcome)
+            logger.info("Switched to the primary database: %s", report.describe())
+            await asyncio.to_thread(fallback.dispose)
+            return True
+        finally:
+            self.switching = False
+
+    async def merge_leftovers(self) -> None:
+        """On the primary: tasks a fallback for this same primary kept from an earlier run
+        are moved in too (only when such a file exists: nothing is created here)."""
+        manager = self.manager
+        location = await asyncio.to_thread(manager.sqlite_location)
+        if location.path is None or not location.path.is_file():
+            return
+        database = manager.engine
+        url = manager.resolution.url
+        if database is None or url is None:
+            return
+        fallback = create_database_engine(location.url, manager.settings)
+        try:
+            report: PromotionReport | None = await asyncio.to_thread(
+                move_tasks, fallback, database, only_for=url
+            )
+        except Exception:
+            logger.exception("Moving an earlier fallback's tasks into the primary failed")
+            return
+        finally:
+            await asyncio.to_thread(fallback.dispose)
+        if report is not None and report.seen:
+            manager.status.promotion = report.describe()
+            logger.info("Moved an earlier fallback's tasks: %s", report.describe())
+
+
+async def _drained(engine: Engine) -> None:
+    from src.database.concurrency import gate_for
+
+    limiter = gate_for(engine).limiter
+    for _ in range(int(_DRAIN_SECONDS / 0.02)):
+        if limiter.borrowed_tokens == 0:
+            return
+        await asyncio.sleep(0.02)
