@@ -52,8 +52,10 @@ def test_postgres_stopped_mid_run_gives_fast_503_and_recovers(
             # A probe on a fresh connection confirms the outage; from then on requests
             # fail fast without touching the network.
             assert wait_until(
-                lambda: client.get("/config/database").json()["connection_state"]
-                == "PRIMARY_UNAVAILABLE",
+                lambda: (
+                    client.get("/config/database").json()["connection_state"]
+                    == "PRIMARY_UNAVAILABLE"
+                ),
                 timeout=10,
             )
             for _ in range(5):

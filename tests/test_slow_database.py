@@ -45,8 +45,10 @@ def test_silent_primary_gives_503_within_the_timeouts_then_recovers(
             # A probe on a fresh connection (libpq's connect timeout: >= 2 s) then
             # confirms the server is silent for everyone.
             assert wait_until(
-                lambda: client.get("/config/database").json()["connection_state"]
-                == "PRIMARY_UNAVAILABLE",
+                lambda: (
+                    client.get("/config/database").json()["connection_state"]
+                    == "PRIMARY_UNAVAILABLE"
+                ),
                 timeout=6,
             )
 
