@@ -441,10 +441,44 @@ ACCEPTED: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
         (),
     ),
     (
-        "multi-host without per-host ports",
-        f"postgresql://{USER}:{PW}@h1.example.com,h2.example.com:5432/app?target_session_attrs=primary",
-        {"host": "h1.example.com,h2.example.com", "port": 5432},
+        "multi-host without ports",
+        f"postgresql://{USER}:{PW}@h1.example.com,h2.example.com/app?target_session_attrs=primary",
+        {"host": "h1.example.com,h2.example.com", "port": None},
         (),
+    ),
+    (
+        # libpq reads the port as belonging to the last host only (conninfo_to_dict
+        # gives port=',5432'); the first uses the default.
+        "multi-host with a port on the last host only",
+        f"postgresql://{USER}:{PW}@h1.example.com,h2.example.com:5432/app?target_session_attrs=primary",
+        {
+            "host": None,
+            "port": None,
+            "query": {
+                "host": "h1.example.com,h2.example.com",
+                "port": ",5432",
+                "target_session_attrs": "primary",
+            },
+        },
+        ("?host=H1,H2&port=P1,P2",),
+    ),
+    (
+        "per-host ports",
+        f"postgresql://{USER}:{PW}@h1:5432,h2:5433/app",
+        {"host": None, "port": None, "query": {"host": "h1,h2", "port": "5432,5433"}},
+        ("?host=H1,H2&port=P1,P2",),
+    ),
+    (
+        "no host: libpq's default socket",
+        "postgresql:///app",
+        {"host": None, "port": None, "database": "app", "query": {}},
+        ("Unix socket", "default directory"),
+    ),
+    (
+        "no host with credentials",
+        f"postgresql://{USER}:{PW}@/app",
+        {"host": None, "username": USER, "password": PW, "query": {}},
+        ("Unix socket",),
     ),
     (
         "multi-host as options",
@@ -721,9 +755,7 @@ REJECTED: list[tuple[str, object, str | None, tuple[str, ...]]] = [
         ("database", "placeholder"),
     ),
     # host / port / database
-    ("no host", "postgresql:///app", "postgresql", ("no host", "host=/var/run/postgresql")),
-    ("no host with credentials", f"postgresql://{USER}:{PW}@/app", "postgresql", ("no host",)),
-    ("empty URL", "postgresql://", "postgresql", ("no host",)),
+    ("empty URL", "postgresql://", "postgresql", ("no database",)),
     ("mysql no host", f"mysql://{USER}:{PW}@/app", "mysql", ("no host",)),
     (
         "supabase pooler without database",
@@ -768,12 +800,6 @@ REJECTED: list[tuple[str, object, str | None, tuple[str, ...]]] = [
         f"postgresql://{USER}:{PW}@db.example.com:+5432/app",
         "postgresql",
         ("not a number",),
-    ),
-    (
-        "per-host ports",
-        f"postgresql://{USER}:{PW}@h1:5432,h2:5433/app",
-        "postgresql",
-        ("?host=HOST1,HOST2&port=PORT1,PORT2",),
     ),
     ("mysql encoded socket host", f"mysql://{USER}:{PW}@%2Ftmp/app", "mysql", ("host name",)),
     ("mysql multi-host", f"mysql://{USER}:{PW}@h1,h2/app", "mysql", ("exactly one host",)),

@@ -17,19 +17,39 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.engine import URL
 
 from src.database.url.cleaning import MISSING_WORDS, clean, shape_problem
-from src.database.url.masking import credential_pieces, is_secret_option, mask_url
+from src.database.url.masking import (
+    credential_pieces,
+    describe_server,
+    is_secret_option,
+    mask_url,
+    server_hosts,
+)
 from src.database.url.scheme import SCHEME, Backend, map_scheme, not_a_url
 from src.database.url.server import server_url
 from src.database.url.sqlite import sqlite_url
 
-__all__ = ["MAX_URL_LENGTH", "Backend", "Resolution", "mask_url", "resolve_database_url"]
+__all__ = [
+    "MAX_URL_LENGTH",
+    "Backend",
+    "Resolution",
+    "describe_server",
+    "mask_url",
+    "resolve_database_url",
+    "server_hosts",
+]
 
 MAX_URL_LENGTH = 4096
 
 
 @dataclass(frozen=True, repr=False)
 class Resolution:
-    """Outcome of resolving one URL value."""
+    """Outcome of resolving one URL value.
+
+    `repairs` are sentences for each change made, and for each reading a person
+    might not expect (no host: libpq's default socket; a password without a user
+    name: the driver's default user). `errors` are sentences for what stops the
+    URL being used; neither ever holds a user name or password.
+    """
 
     present: bool
     backend: Backend | None

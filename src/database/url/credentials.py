@@ -2,8 +2,9 @@
 
 A password is taken exactly as written when it holds characters a URL cannot
 carry unencoded (it was pasted raw, so decoding would corrupt it), and decoded
-otherwise. Placeholders and masked `****` copies are refused: connecting with
-them only produces a confusing authentication failure.
+otherwise. Placeholders (`<user>`, `[YOUR-PASSWORD]`, `USER`, `your_password`;
+see `placeholders`) and masked `****` copies are refused: connecting with them
+only produces a confusing authentication failure.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 from src.database.url.cleaning import TEMPLATE
 from src.database.url.options import Options
 from src.database.url.parts import decode
+from src.database.url.placeholders import is_template_word
+from src.database.url.scheme import Backend
 
 # Matched against the whole password only: real passwords contain `$`, `<` and `[` too.
 _PASSWORD_TEMPLATE = re.compile(
@@ -30,21 +33,15 @@ def credentials(
         return None, None
     raw_user, colon, raw_password = userinfo.partition(":")
     placeholder = len(errors)
-    if TEMPLATE.search(raw_user):
-        errors.append(
-            f"The user name in {source} is still a template placeholder; replace it with "
-            "the real database user."
-        )
+    if TEMPLATE.search(raw_user) or _template_word(raw_user):
+        errors.append(_placeholder("user", source))
     if re.fullmatch(r"\*{3,}", raw_password):
         errors.append(
             f"The password in {source} is only asterisks, copied from a masked display; "
             "paste the real password."
         )
-    elif _PASSWORD_TEMPLATE.fullmatch(raw_password):
-        errors.append(
-            f"The password in {source} is still a template placeholder; replace it with "
-            "the real password (percent-encode @ as %40 if it contains one)."
-        )
+    elif _PASSWORD_TEMPLATE.fullmatch(raw_password) or _template_word(raw_password):
+        errors.append(_placeholder("password", source))
     if len(errors) > placeholder:
         return None, None
     if any(ch in _RAW_USERINFO for ch in userinfo):
@@ -67,6 +64,23 @@ def credentials(
     return user, (password if colon else None)
 
 
+def _placeholder(part: str, source: str) -> str:
+    if part == "user":
+        return (
+            f"The user name in {source} is still a template placeholder; replace it with the "
+            "real database user."
+        )
+    return (
+        f"The password in {source} is still a template placeholder; replace it with the real "
+        "password (percent-encode @ as %40 if it contains one)."
+    )
+
+
+def _template_word(raw: str) -> bool:
+    """A template word as written or once decoded (`YOUR%5FPASSWORD`)."""
+    return is_template_word(raw) or is_template_word(decode(raw) or "")
+
+
 def merge_credentials(
     user: str | None,
     password: str | None,
@@ -86,7 +100,28 @@ def merge_credentials(
                 f"'{name}'; keep only one."
             )
             merged.append(current)
+        elif is_template_word(given):
+            errors.append(_placeholder(name, source))
+            merged.append(None)
         else:
             repairs.append(f"Moved the option '{name}' into the URL's user info.")
             merged.append(given)
     return merged[0], merged[1]
+
+
+def default_user_notice(
+    user: str | None, password: str | None, backend: Backend, source: str, repairs: list[str]
+) -> None:
+    """Say who logs in when a password comes without a user name (`://:secret@host`)."""
+    if user or not password:
+        return
+    who = (
+        "libpq uses PGUSER, else the operating-system user"
+        if backend == "postgresql"
+        else "PyMySQL uses the operating-system user"
+    )
+    repairs.append(
+        f"{source} gives a password but no user name; the driver logs in as the default "
+        f"user ({who}) with that password. Add the user name before ':' if that is not "
+        "what you meant."
+    )

@@ -1,4 +1,4 @@
-"""Which connection keywords the installed libpq accepts, and which hold secrets."""
+"""Which connection keywords the installed libpq accepts, their values, and which hold secrets."""
 
 from __future__ import annotations
 
@@ -45,6 +45,43 @@ _LIBPQ_FALLBACK_KEYWORDS = frozenset(
         "replication",
     }
 )
+# Keywords whose values come from a fixed set (libpq-connect.html, "Parameter Key Words").
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+PG_CHOICES: dict[str, tuple[str, ...]] = {
+    "sslmode": SSLMODES,
+    "channel_binding": ("disable", "prefer", "require"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "ssl_min_protocol_version": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+    "ssl_max_protocol_version": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
+    "sslsni": ("0", "1"),
+    "sslcompression": ("0", "1"),
+    "gssdelegation": ("0", "1"),
+    "load_balance_hosts": ("disable", "random"),
+    "target_session_attrs": (
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    ),
+}
+PG_INTEGERS = frozenset(
+    {
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+    }
+)
+REQUIRE_AUTH_METHODS = frozenset(
+    {"password", "md5", "gss", "sspi", "scram-sha-256", "oauth", "none"}
+)
+
 # libpq marks these "D" (debug) rather than "*", yet they are as good as a password.
 EXTRA_SECRET_KEYWORDS = frozenset({"scram_client_key", "scram_server_key"})
 

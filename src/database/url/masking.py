@@ -47,6 +47,41 @@ def mask_url(url: URL) -> str:
     return text
 
 
+def server_hosts(url: URL) -> tuple[tuple[str, int | None], ...]:
+    """Where a server URL points: (host or socket directory, port or None), in the
+    order the driver tries them; () for libpq's default socket (or SQLite).
+
+    Reads both spellings the resolver produces: `@h1,h2:port` and `?host=…&port=…`.
+    """
+    host_option = url.query.get("host")
+    if isinstance(host_option, str) and host_option:
+        hosts = host_option.split(",")
+        port_option = url.query.get("port")
+        ports = port_option.split(",") if isinstance(port_option, str) else []
+        if len(ports) == 1:
+            ports *= len(hosts)
+        ports += [""] * (len(hosts) - len(ports))
+        return tuple(
+            (h, int(p) if p.isdigit() else None) for h, p in zip(hosts, ports, strict=False)
+        )
+    if not url.host:
+        return ()
+    return tuple((h, url.port) for h in url.host.split(","))
+
+
+def describe_server(url: URL) -> str:
+    """A short, credential-free phrase for where a server URL connects, e.g.
+    `h1:5432, h2:5432`, `the Unix socket in /var/run/postgresql`, `the local Unix socket`."""
+    shown = []
+    for host, port in server_hosts(url):
+        if host.startswith("/"):
+            shown.append(f"the Unix socket in {host}")
+        else:
+            name = f"[{host}]" if ":" in host else host
+            shown.append(f"{name}:{port}" if port is not None else name)
+    return ", ".join(shown) if shown else "the local Unix socket"
+
+
 class RedactedURL(URL):
     """A URL whose repr/str hides the user name too, so logging an engine is safe.
 

@@ -4,11 +4,10 @@ PyMySQL has no `ssl-mode` keyword and refuses options it does not know, so TLS
 settings in every common spelling are taken out of the query and returned as one
 `mysql_ssl_mode`, which the engine turns into PyMySQL's TLS arguments. A
 spelling whose meaning for PyMySQL differs from the user's intent is an error.
+`charset` must hold all of Unicode (`text_encoding`): `utf8` becomes `utf8mb4`.
 """
 
 from __future__ import annotations
-
-import re
 
 from src.database.url.options import (
     TRUE_WORDS,
@@ -18,6 +17,7 @@ from src.database.url.options import (
     parse_query,
     take_credential,
 )
+from src.database.url.text_encoding import mysql_charset
 
 # Options other tools put in shared URLs that mean nothing to PyMySQL and have no
 # security effect, with the reason shown to the user.
@@ -82,6 +82,8 @@ def mysql_options(text: str | None, source: str) -> Options:
                     f"Took the TLS setting {name_of(key)} out of the URL (PyMySQL would "
                     f"refuse it); the connection will use ssl-mode {mode}."
                 )
+        elif lowered == "charset" and key == lowered:
+            mysql_charset(opts, value, source)
         elif lowered in _MYSQL_KEPT and key == lowered:
             if _mysql_value_ok(_MYSQL_KEPT[lowered], value):
                 opts.query[lowered] = value
@@ -139,8 +141,6 @@ def _mysql_value_ok(kind: str, value: str) -> bool:
         return is_int(value, 1, 31_536_000)
     if kind == "bool":
         return value.lower() in _BOOL_WORDS
-    if kind == "charset":
-        return re.fullmatch(r"[A-Za-z0-9_]{1,32}", value) is not None
     return bool(value)
 
 
@@ -148,7 +148,6 @@ def _mysql_value_error(key: str, kind: str, source: str) -> str:
     need = {
         "timeout": "a whole number of seconds from 1 to 31536000",
         "bool": "true or false",
-        "charset": "a character set name such as utf8mb4",
     }.get(kind, "a non-empty value")
     return f"The option '{key}' in {source} must be {need}."
 

@@ -41,11 +41,14 @@ def name_of(key: str) -> str:
     return "with an unusual name"
 
 
-def parse_query(text: str, source: str) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+def parse_query(
+    text: str, source: str, *, repeatable: frozenset[str] = frozenset()
+) -> tuple[list[tuple[str, str]], list[str], list[str]]:
     """Split `k=v&…` into pairs, decoding like libpq does (a `+` stays a `+`).
 
     Returns (pairs, repairs, errors). Exact duplicates are merged; a key repeated
-    with different values is an error because drivers would receive a tuple.
+    with different values is an error because drivers would receive a tuple,
+    unless it is in `repeatable` (then every pair is kept, for the caller to join).
     """
     pairs: list[tuple[str, str]] = []
     repairs: list[str] = []
@@ -70,7 +73,7 @@ def parse_query(text: str, source: str) -> tuple[list[tuple[str, str]], list[str
                 "options look like ?sslmode=require&connect_timeout=10."
             )
             continue
-        if key in seen:
+        if key in seen and key not in repeatable:
             if seen[key] == value:
                 repairs.append(f"Removed a repeated option {name_of(key)}.")
             else:

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from src.database.url.hosts import SOCKET_HOST, host_in_query, plausible_hostport
+from src.database.url.hosts import SOCKET_HOST, plausible_hostport
+from src.database.url.query_hosts import host_in_query
 from src.database.url.scheme import Backend
 
 # Real URLs have one or two; the bound keeps the split search cheap on garbage.
@@ -43,6 +44,10 @@ def choose_split(rest: str, backend: Backend) -> Parts | None:
     ats = [i for i, ch in enumerate(rest) if ch == "@"]
     candidates = [_split(rest, at) for at in [None, *ats]]
     plausible = [c for c in candidates if _plausible(c, backend)]
+    if not plausible and backend == "postgresql":
+        # No host at all means libpq's default socket; only read it that way when no
+        # split gives a host, so `p@/x?y=1@host/db` still reads as a password with '@'.
+        plausible = [c for c in candidates if _plausible(c, backend, socket_default=True)]
     if len(plausible) > 1:
         return None
     # With no plausible split, the last `@` gives the most useful error messages.
@@ -61,22 +66,31 @@ def _split(rest: str, at: int | None) -> Parts:
     return Parts(userinfo, hostport, database, tail[1:] if tail else None)
 
 
-def _plausible(parts: Parts, backend: Backend) -> bool:
-    """Whether this split reads as host[:port]/database[?query]."""
+def _plausible(parts: Parts, backend: Backend, *, socket_default: bool = False) -> bool:
+    """Whether this split reads as host[:port]/database[?query] (or, with
+    `socket_default`, as a PostgreSQL URL with no host at all)."""
     if not parts.database or "/" in parts.database:
         return False
     if parts.query and not all(_QUERY_KEY.fullmatch(p) for p in parts.query.split("&") if p):
         return False
     if not parts.hostport:
-        return host_in_query(parts.query, backend)
+        return socket_default or host_in_query(parts.query, backend)
     return plausible_hostport(parts.hostport, backend)
 
 
-def socket_host_to_option(parts: Parts, repairs: list[str]) -> None:
+def socket_host_to_option(parts: Parts, source: str, repairs: list[str], errors: list[str]) -> None:
     """libpq reads a host of %2Fvar%2Frun%2Fpostgresql as a socket directory;
     SQLAlchemy never decodes the host, so move it to ?host=, which both understand."""
     match = SOCKET_HOST.fullmatch(parts.hostport)
     if match is None:
+        return
+    keys = {p.partition("=")[0].lower() for p in (parts.query or "").split("&")}
+    if "host" in keys:
+        # Moved, it would join the option's list of hosts: not what either spelling meant.
+        errors.append(
+            f"{source} names a host both before the database and in ?host=; keep only one."
+        )
+        parts.hostport = ""
         return
     options = [f"host={match[1]}"] + ([f"port={match[2]}"] if match[2] else [])
     parts.query = "&".join(options + ([parts.query] if parts.query else []))

@@ -1,18 +1,23 @@
 """PostgreSQL (libpq) URL options: kept, fixed, translated or refused, one by one.
 
 Only keywords the installed libpq knows reach psycopg; values with a fixed set of
-choices are checked against it, and `ssl` (asyncpg/JDBC) becomes `sslmode` only
-when the translation is exact. `?host=` and `?port=` are checked (in `hosts`)
-against each other and against the host written after the `@`, which SQLAlchemy
-would otherwise let silently override one another.
-"""
+choices are checked against it, `ssl` (asyncpg/JDBC) becomes `sslmode` only when
+the translation is exact, and `client_encoding` must carry all of Unicode (see
+`text_encoding`). `?host=` and `?port=` are checked (in `query_hosts`) against each
+other and against the host written after the `@`, which SQLAlchemy would otherwise
+let silently override one another."""
 
 from __future__ import annotations
 
 import difflib
 
-from src.database.url.hosts import check_query_hosts
-from src.database.url.libpq import libpq_keywords
+from src.database.url.libpq import (
+    PG_CHOICES,
+    PG_INTEGERS,
+    REQUIRE_AUTH_METHODS,
+    SSLMODES,
+    libpq_keywords,
+)
 from src.database.url.options import (
     TRUE_WORDS,
     Options,
@@ -21,42 +26,8 @@ from src.database.url.options import (
     parse_query,
     take_credential,
 )
-
-_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_PG_CHOICES: dict[str, tuple[str, ...]] = {
-    "sslmode": _SSLMODES,
-    "channel_binding": ("disable", "prefer", "require"),
-    "gssencmode": ("disable", "prefer", "require"),
-    "sslnegotiation": ("postgres", "direct"),
-    "sslcertmode": ("disable", "allow", "require"),
-    "ssl_min_protocol_version": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
-    "ssl_max_protocol_version": ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"),
-    "sslsni": ("0", "1"),
-    "sslcompression": ("0", "1"),
-    "gssdelegation": ("0", "1"),
-    "load_balance_hosts": ("disable", "random"),
-    "target_session_attrs": (
-        "any",
-        "read-write",
-        "read-only",
-        "primary",
-        "standby",
-        "prefer-standby",
-    ),
-}
-_PG_INTEGERS = frozenset(
-    {
-        "connect_timeout",
-        "keepalives",
-        "keepalives_idle",
-        "keepalives_interval",
-        "keepalives_count",
-        "tcp_user_timeout",
-    }
-)
-_REQUIRE_AUTH_METHODS = frozenset(
-    {"password", "md5", "gss", "sspi", "scram-sha-256", "oauth", "none"}
-)
+from src.database.url.query_hosts import check_query_hosts, join_repeated_hosts
+from src.database.url.text_encoding import postgresql_client_encoding
 
 # Options other tools put in shared URLs that mean nothing to psycopg and have no
 # security effect, with the reason shown to the user.
@@ -78,7 +49,8 @@ def postgresql_options(
     opts = Options()
     if not text:
         return opts
-    pairs, opts.repairs, opts.errors = parse_query(text, source)
+    pairs, opts.repairs, opts.errors = parse_query(text, source, repeatable=frozenset({"host"}))
+    pairs = join_repeated_hosts(pairs, opts, source)
     keywords = libpq_keywords()[0]
     known = keywords | {"ssl"} | _PG_DROPPED.keys()
     for key, value in pairs:
@@ -96,11 +68,11 @@ def postgresql_options(
             take_credential(opts, name, value)
         elif name not in keywords:
             _unknown_pg_option(opts, key, source, keywords)
-        elif name in _PG_CHOICES:
+        elif name in PG_CHOICES:
             checked = _check_choice(opts, name, value, source)
             if checked is not None:
                 _set_once(opts, name, checked, source)
-        elif name in _PG_INTEGERS:
+        elif name in PG_INTEGERS:
             if is_int(value, 0, 2**31 - 1):
                 _set_once(opts, name, value, source)
             else:
@@ -108,6 +80,9 @@ def postgresql_options(
                     f"The option '{name}' in {source} must be a whole number of seconds "
                     "(or 0/1 for keepalives)."
                 )
+        elif name == "client_encoding":
+            if postgresql_client_encoding(opts, value, source):
+                _set_once(opts, name, value, source)
         elif name == "require_auth":
             if _check_require_auth(opts, value, source):
                 _set_once(opts, name, value, source)
@@ -129,7 +104,7 @@ def _suggest(value: str, choices: tuple[str, ...]) -> str:
 
 
 def _check_choice(opts: Options, key: str, value: str, source: str) -> str | None:
-    choices = _PG_CHOICES[key]
+    choices = PG_CHOICES[key]
     if value in choices:
         return value
     folded = {c.lower(): c for c in choices}
@@ -153,11 +128,11 @@ def _check_require_auth(opts: Options, value: str, source: str) -> bool:
     methods = value.split(",")
     negated = [m.startswith("!") for m in methods]
     names = [m.removeprefix("!") for m in methods]
-    if all(n in _REQUIRE_AUTH_METHODS for n in names) and len(set(negated)) <= 1:
+    if all(n in REQUIRE_AUTH_METHODS for n in names) and len(set(negated)) <= 1:
         return True
     opts.errors.append(
         f"The option 'require_auth' in {source} has an invalid value; use a comma list of "
-        f"{', '.join(sorted(_REQUIRE_AUTH_METHODS))} (all optionally prefixed with '!')."
+        f"{', '.join(sorted(REQUIRE_AUTH_METHODS))} (all optionally prefixed with '!')."
     )
     return False
 
@@ -176,7 +151,7 @@ def _translate_asyncpg_ssl(opts: Options, value: str, source: str) -> None:
     lowered = value.lower()
     if lowered in TRUE_WORDS:
         mode = "require"
-    elif lowered in _SSLMODES:
+    elif lowered in SSLMODES:
         mode = lowered
     else:
         opts.errors.append(

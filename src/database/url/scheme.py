@@ -18,7 +18,9 @@ EXAMPLE_URL = "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
 SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+._-]{0,39})://")
 _SCHEME_COLON = re.compile(r"([A-Za-z][A-Za-z0-9+._-]{0,39}):")
 _KEYWORD_DSN = re.compile(r"(host|hostaddr|dbname|user|port|password|service)\s*=", re.I)
-_PG_BASES = frozenset({"postgres", "postgresql", "pgsql"})
+# `postgis` (dj-database-url, django-environ) and `psql` (django-environ) are the
+# same connection: PostGIS is an extension inside PostgreSQL.
+_PG_BASES = frozenset({"postgres", "postgresql", "pgsql", "postgis", "psql"})
 _MYSQL_BASES = frozenset({"mysql", "mysql2"})
 
 
