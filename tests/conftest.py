@@ -274,6 +274,7 @@ def scram_cluster() -> Iterator[dict[str, Any]]:
             "user": SPECIAL_USER,
             "password": SPECIAL_PASSWORD,
             "database": database,
+            "admin_url": cluster.admin_url(),
         }
     finally:
         cluster.close()

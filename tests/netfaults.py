@@ -72,3 +72,63 @@ class Forwarder:
             for sock in self._sockets:
                 with contextlib.suppress(OSError):
                     sock.close()
+
+
+class PostgresRefuser:
+    """A loopback listener speaking just enough of the PostgreSQL protocol to answer every
+    startup with one FATAL error, as a pooler does when it rejects the user.
+
+    Supabase's pooler (Supavisor) cannot run here; this answers with the bytes it sends
+    for an unknown tenant: ErrorResponse S/V=FATAL, C=XX000, M=<message>.
+    """
+
+    def __init__(self, message: str, sqlstate: str = "XX000") -> None:
+        fields = b"".join(
+            key + value.encode() + b"\0"
+            for key, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", sqlstate), (b"M", message))
+        )
+        payload = fields + b"\0"
+        self._error = b"E" + (len(payload) + 4).to_bytes(4, "big") + payload
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self._server.settimeout(0.1)
+        self.port = int(self._server.getsockname()[1])
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with contextlib.suppress(OSError), client:
+                client.settimeout(2)
+                while True:
+                    length = int.from_bytes(_read_exactly(client, 4), "big")
+                    body = _read_exactly(client, length - 4)
+                    if body[:4] in (b"\x04\xd2\x16\x2f", b"\x04\xd2\x16\x30"):
+                        client.sendall(b"N")  # SSLRequest / GSSENCRequest: not supported
+                        continue
+                    client.sendall(self._error)
+                    break
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._server.close()
+
+
+def _read_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise OSError("peer closed")
+        data += chunk
+    return data

@@ -1,7 +1,7 @@
 """Examples for the DATABASE_URL resolver: provider shapes, paste damage, errors.
 
 Pure: no network, no database. Credentials below are invented but shaped like the
-real ones (see /work/shared/research/db_url_facts.md §2-3).
+real ones providers show (Neon, Supabase, Heroku, Render, PlanetScale, Railway).
 """
 
 from __future__ import annotations

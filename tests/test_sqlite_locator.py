@@ -662,7 +662,11 @@ def test_file_url_points_at_the_file(tmp_path: Path) -> None:
 
 def test_memory_url_shares_one_database_across_connections_and_threads() -> None:
     location = SqliteLocation(None, "memory", False, "n")
-    assert location.url == location.url  # stable, or two engines would see two databases
+    # Each read of `.url` builds a new URL; it must name the same database every time, or
+    # two engines made from it would see two databases.
+    assert location.url is not location.url
+    assert location.url.database == location.url.database
+    assert location.url.query == location.url.query
     assert make_url(location.url.render_as_string()) == location.url
     engine = create_engine(
         location.url, poolclass=QueuePool, connect_args={"check_same_thread": False}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from src.config.settings import APP_DIR, Settings
 from src.database.manager import DatabaseManager
+from src.database.resolver import server_hosts
 
 HIDDEN = "<hidden>"
 
@@ -44,11 +45,8 @@ def _identifiers(settings: Settings, manager: DatabaseManager) -> dict[str, str]
     found: dict[str, str] = {}
     url = manager.resolution.url
     if url is not None:
-        for host in (url.host or "").split(","):
-            if host:
-                found[host] = "<host>"
-        for value in url.query.get("host", ()) if url.query else ():
-            found.update({h: "<host>" for h in str(value).split(",") if h})
+        for host, _ in server_hosts(url):
+            found[host] = "<path>" if host.startswith("/") else "<host>"
         if url.database:
             found[url.database] = "<database>"
     location = manager.status.sqlite

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from src.api.dependencies import ManagerDep
+from src.api.disclosure import Disclosure
 from src.api.system import database_report, health_status
 from src.config.settings import APP_NAME, APP_VERSION
 from src.core.redaction import redactor
@@ -67,7 +68,9 @@ def status_facts(request: Request, manager: DatabaseManager) -> dict[str, Any]:
             "promotion": report["promotion"],
             "detail": report["status_detail"],
         },
-        "auth": _auth_facts(getattr(request.app.state, "auth_mode", None)),
+        "auth": _auth_facts(
+            getattr(request.app.state, "auth_mode", None), Disclosure(manager.settings, manager)
+        ),
         "links": {
             "docs": "/docs",
             "health": "/health",
@@ -85,11 +88,14 @@ def _why(report: dict[str, Any]) -> str:
     return str(report["state_reason"])
 
 
-def _auth_facts(auth: Any) -> dict[str, Any]:
+def _auth_facts(auth: Any, shown: Disclosure) -> dict[str, Any]:
     """Only the fields of the auth contract: whatever else sits there is never shown."""
     if not isinstance(auth, dict) or not auth.get("mode"):
         return {"mode": None, "description": AUTH_NOT_CONFIGURED, "secret_file": None}
-    return {name: _redacted(str(auth[name])) if auth.get(name) else None for name in _AUTH_FIELDS}
+    return {
+        name: shown.text(_redacted(str(auth[name]))) if auth.get(name) else None
+        for name in _AUTH_FIELDS
+    }
 
 
 def _redacted(value: Any) -> Any:

@@ -15,10 +15,12 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
 from src.core.redaction import redactor
 from src.database.error_codes import Code, code_of, timed_out
+from src.database.url.masking import server_hosts
 
 # Spaces only let traffic out on these ports (see README, "Outbound ports").
 SPACE_OUTBOUND_PORTS = frozenset({80, 443, 8080})
@@ -132,8 +134,8 @@ def connection_lost(exc: BaseException, url: URL | None) -> Failure:
     return Failure(
         FailureKind.CONNECTION_LOST,
         f"{message}: {detail}",
-        "the request was retried on a fresh connection; if this repeats, check the "
-        "provider's idle-timeout and auto-suspend settings.",
+        "connections are replaced by fresh ones; if this repeats, check the provider's "
+        "idle-timeout and auto-suspend settings.",
     )
 
 
@@ -158,6 +160,9 @@ def _connect_phrase_kind(exc: BaseException) -> FailureKind | None:
 
 
 def _first_lines(exc: BaseException) -> str:
+    # The driver's own words: SQLAlchemy's wrapper appends the SQL and a help link.
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig
     text = str(exc).strip() or type(exc).__name__
     # psycopg puts one line per host tried; the first two are enough to act on.
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -165,7 +170,8 @@ def _first_lines(exc: BaseException) -> str:
 
 
 def _hint(kind: FailureKind, exc: BaseException, url: URL | None, on_space: bool) -> str | None:
-    host = (url.host or "") if url is not None else ""
+    hosts = server_hosts(url) if url is not None else ()
+    host = hosts[0][0] if hosts else ""
     if kind is FailureKind.CONFIGURATION:
         return (
             "Supabase's pooler does not know this user: copy the URL from the project's "
@@ -186,7 +192,7 @@ def _hint(kind: FailureKind, exc: BaseException, url: URL | None, on_space: bool
                 "Supabase's direct host is IPv6-only on most projects; use the session pooler "
                 "host (aws-0-<region>.pooler.supabase.com) instead."
             )
-        port = _effective_port(url)
+        port = _effective_port(url, hosts)
         if on_space and port not in SPACE_OUTBOUND_PORTS:
             return (
                 f"Hugging Face Spaces only allow outbound connections to ports 80, 443 and 8080; "
@@ -196,9 +202,7 @@ def _hint(kind: FailureKind, exc: BaseException, url: URL | None, on_space: bool
     return None
 
 
-def _effective_port(url: URL | None) -> int:
-    if url is None:
-        return 5432
-    if url.port:
-        return url.port
-    return 3306 if url.get_backend_name() in ("mysql", "mariadb") else 5432
+def _effective_port(url: URL | None, hosts: tuple[tuple[str, int | None], ...]) -> int:
+    default = 3306 if url is not None and url.get_backend_name() in ("mysql", "mariadb") else 5432
+    ports = [port for _, port in hosts if port is not None]
+    return ports[0] if ports else default

@@ -30,7 +30,7 @@ from src.database.errors import DatabaseStarting, DatabaseUnavailable
 from src.database.failures import Failure
 from src.database.fallback import FallbackRunner
 from src.database.migrations import upgrade_to_head
-from src.database.resolver import Resolution, resolve_database_url
+from src.database.resolver import Resolution, describe_server, resolve_database_url
 from src.database.sqlite_locator import SqliteLocation, locate_for
 from src.database.startup import Ready, Refused, StartupPolicy, Unreachable, Unusable
 from src.database.state import CONNECTED, DECIDING, ConnectionState, DatabaseStatus
@@ -198,6 +198,7 @@ class DatabaseManager:
             self.status.fallback_reason = (
                 f"The primary database could not be used ({failure.describe()})."
             )
+            logger.warning("Falling back to SQLite: %s", self.status.fallback_reason)
             await self.fallback.start_if_allowed(primary_configured=True)
             if isinstance(outcome, Unreachable):
                 self.spawn(self.fallback.watch_primary())
@@ -312,7 +313,7 @@ class DatabaseManager:
             if location is not None and location.path is None:
                 return "SQLite in memory"
             return f"SQLite at {engine.url.database}"
-        return f"{backend} at {engine.url.host or 'local socket'}"
+        return f"{backend} at {describe_server(engine.url)}"
 
     def _unavailable_reason(self) -> str:
         failure = self.status.last_failure

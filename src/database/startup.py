@@ -97,6 +97,11 @@ class StartupPolicy:
         outcome: Outcome = Unreachable(Failure(FailureKind.OTHER, "not attempted"))
         for number in range(1, self.attempts + 1):
             outcome = await self.attempt(engine)
+            if isinstance(outcome, Refused):
+                logger.error(
+                    "The primary database refused the connection (not retried): %s",
+                    outcome.failure.describe(),
+                )
             if not isinstance(outcome, Unreachable):
                 return outcome
             logger.warning(

@@ -21,6 +21,7 @@ raised as one of src.database.errors:
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from src.database.errors import (
     DataRejected,
 )
 from src.database.failures import Failure, classify, connection_lost, sanitize
+
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -147,6 +150,7 @@ def _run_sync(engine: Engine, mode: Mode, idempotent: bool, work: Callable[[Conn
         stage = getattr(first, "_todo_stage", "work")
         if not _may_retry(first, stage, mode, idempotent):
             _raise_translated(first, stage, engine, mode, retried=False)
+        logger.info("Retrying the unit of work: %s", _why_retry(first, engine))
     token = retrying.set(True)
     try:
         return _attempt(engine, mode, work)
@@ -246,6 +250,12 @@ _SCHEMA = "The database's tables are not the ones this version expects; see the 
 _CONNECT_CODES = frozenset(
     {Code.CANNOT_CONNECT, Code.AUTHENTICATION, Code.DATABASE_MISSING, Code.TLS}
 )
+
+
+def _why_retry(error: BaseException, engine: Engine) -> str:
+    if code_of(error) is Code.CONFLICT:
+        return "the server rolled it back (deadlock or serialization failure)"
+    return f"on a fresh connection, {connection_lost(error, engine.url).message}"
 
 
 def _deadline_cut() -> bool:
