@@ -66,7 +66,7 @@ def make_tasks(count: int, *, seed: int = 7) -> list[TaskRecord]:
         tasks.append(
             TaskRecord(
                 id=str(uuid.UUID(int=rnd.getrandbits(128), version=4)),
-                title=f"{TITLES[i % len(TITLES)][:250]} {i}" if i % 8 else TITLES[7],
+                title=f"{TITLES[i % len(TITLES)][:240]} {i}" if i % 8 else TITLES[7],
                 description=description,
                 status=rnd.choice(("pending", "completed")),
                 user_id=USERS[i % len(USERS)],

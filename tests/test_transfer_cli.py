@@ -102,11 +102,7 @@ def test_copy_round_trips_10000_tasks_through_all_three(
     for url in (pg_url, my_url, back_db):
         with engine(url, tmp_path) as copied:
             assert stored_tasks(copied) == EXPECTED, url
-
-    again = cli(tmp_path, "copy", "--to", pg_url)
-    assert again.returncode == 0, err(again)
-    assert "0 added, 0 replaced by a newer version, 10000 already identical" in err(again)
-    assert count(pg_url, tmp_path) == 10_000
+    # (Re-running a copy adds nothing: the interrupted-copy tests below show it.)
 
 
 def test_export_import_round_trips_10000_tasks_through_all_three(
