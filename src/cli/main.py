@@ -5,10 +5,35 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+# Mirrors src.services.transfer (not imported here: parsing must stay cheap).
+_DEFAULT_BATCH = 500
+_MAX_BATCH = 5000
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= _MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {_MAX_BATCH}")
+    return value
+
+
+def _add_batch_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=_DEFAULT_BATCH,
+        metavar="N",
+        help=f"tasks per read and per transaction (default {_DEFAULT_BATCH})",
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m src", description="Todo backend: serve, diagnose, migrate, mint tokens."
+        prog="python -m src",
+        description="Todo backend: serve, diagnose, migrate, mint tokens, move tasks.",
     )
     commands = parser.add_subparsers(dest="command")
 
@@ -37,6 +62,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--user", required=True, help="the user id (the token's `sub`)")
     token.add_argument("--ttl", default="1h", help="lifetime: 30s, 15m, 1h, 7d (default 1h)")
+
+    export = commands.add_parser(
+        "export",
+        help="write every task (all users) as JSON Lines",
+        description="Every task of every user, one JSON object per line, from the configured "
+        "database (DATABASE_URL, else the app's SQLite file). The count goes to stderr.",
+    )
+    export.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write FILE (complete or not at all; new files are private, 0600) "
+        "instead of standard output",
+    )
+    export.add_argument(
+        "--force", action="store_true", help="let an export of no tasks replace a non-empty FILE"
+    )
+    _add_batch_size(export)
+
+    importer = commands.add_parser(
+        "import",
+        help="load a JSON Lines export into the configured database (idempotent)",
+        description="Validates every line first (nothing is written if one is bad), then "
+        "merges by id: new tasks are added, a newer updated_at replaces an older one.",
+    )
+    importer.add_argument("file", metavar="FILE", help="the export to load; - for standard input")
+    _add_batch_size(importer)
+
+    copy = commands.add_parser(
+        "copy",
+        help="copy every task to another database (idempotent, resumable)",
+        description="From the configured database (or --from) to --to, merging by id "
+        "(newest updated_at wins). Run it again after an interruption to finish.",
+    )
+    copy.add_argument("--to", required=True, metavar="URL", help="the database to copy into")
+    copy.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="the database to copy from (default: the configured one)",
+    )
+    _add_batch_size(copy)
     return parser
 
 
@@ -59,6 +125,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from src.cli.token import token
 
         return token(user=args.user, ttl=args.ttl)
+    if command == "export":
+        from src.cli.export import export
+
+        return export(output=args.output, force=args.force, batch_size=args.batch_size)
+    if command == "import":
+        from src.cli.importer import import_tasks
+
+        return import_tasks(file=args.file, batch_size=args.batch_size)
+    if command == "copy":
+        from src.cli.copy import copy
+
+        return copy(to=args.to, source=args.source, batch_size=args.batch_size)
     from src.cli.migrate import migrate
 
     return migrate()

@@ -22,17 +22,17 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from src.models.task import Task
-from src.services.transfer import upsert_tasks
+from src.services.tasks import TaskRecord, tasks_table
+from src.services.transfer import DEFAULT_BATCH_SIZE, upsert_tasks
 
-_BATCH = 500
 _MARKER = sa.Table(
     "todo_fallback_for",
     sa.MetaData(),
     sa.Column("primary_fingerprint", sa.String(64), primary_key=True),
     sa.Column("since", sa.String(40), nullable=False),
 )
-_TASKS: sa.Table = Task.__table__  # type: ignore[attr-defined]
+_TASKS = tasks_table
+_COLUMNS = tuple(_TASKS.c[name] for name in TaskRecord._fields)
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,21 @@ class PromotionReport:
     seen: int = 0
     inserted: int = 0
     updated: int = 0
-    kept_newer: int = 0
+    kept_newer: int = 0  # the primary's copy was as new or newer
+    conflicts: int = 0  # ids another user owns in the primary: left in the fallback
 
     def describe(self) -> str:
-        return (
-            f"moved {self.seen} task(s) from the SQLite fallback into the primary "
-            f"({self.inserted} new, {self.updated} updated, {self.kept_newer} already "
-            "newer in the primary)"
+        text = (
+            f"moved {self.seen - self.conflicts} task(s) from the SQLite fallback into the "
+            f"primary ({self.inserted} new, {self.updated} updated, {self.kept_newer} already "
+            "as new in the primary)"
         )
+        if self.conflicts:
+            text += (
+                f"; {self.conflicts} task(s) stayed in the fallback because their ids belong "
+                "to another user in the primary"
+            )
+        return text
 
 
 def fingerprint(url: URL) -> str:
@@ -84,10 +91,13 @@ def move_tasks(
             return PromotionReport()
         if only_for is not None and not _marked_for(source, only_for):
             return PromotionReport()
-        report = _copy(source, primary)
-        source.execute(_TASKS.delete())
-        if sa.inspect(source).has_table(_MARKER.name):
-            source.execute(_MARKER.delete())
+        report, conflicts = _copy(source, primary)
+        if conflicts:
+            source.execute(_TASKS.delete().where(_TASKS.c.id.not_in(conflicts)))
+        else:
+            source.execute(_TASKS.delete())
+            if sa.inspect(source).has_table(_MARKER.name):
+                source.execute(_MARKER.delete())
         return report
 
 
@@ -101,14 +111,16 @@ def _marked_for(source: Connection, primary: URL) -> bool:
     return row is not None
 
 
-def _copy(source: Connection, primary: Engine) -> PromotionReport:
+def _copy(source: Connection, primary: Engine) -> tuple[PromotionReport, list[str]]:
     seen = inserted = updated = kept = 0
-    rows = source.execute(sa.select(_TASKS).order_by(_TASKS.c.id)).mappings()
-    while batch := [dict(row) for row in rows.fetchmany(_BATCH)]:
+    conflicts: list[str] = []
+    rows = source.execute(sa.select(*_COLUMNS).order_by(_TASKS.c.id))
+    while batch := [TaskRecord._make(row) for row in rows.fetchmany(DEFAULT_BATCH_SIZE)]:
         with primary.begin() as target:
             counts = upsert_tasks(target, batch)
         seen += len(batch)
         inserted += counts.inserted
         updated += counts.updated
-        kept += counts.unchanged
-    return PromotionReport(seen, inserted, updated, kept)
+        kept += counts.unchanged + counts.skipped
+        conflicts += counts.conflict_ids
+    return PromotionReport(seen, inserted, updated, kept, len(conflicts)), conflicts
