@@ -1,8 +1,8 @@
 """What replication needs, built once from Settings: the replica, its credentials, the
 environment Litestream runs with, and the time limits.
 
-Nothing here reads `os.environ`: every variable Litestream may need comes through
-`Settings`, and the child gets only those (`child_environment`).
+Nothing here reads the process environment: every variable Litestream may need comes
+through `Settings`, and the child gets only those (`child_environment`).
 """
 
 from __future__ import annotations

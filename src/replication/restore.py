@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
@@ -99,6 +100,8 @@ def restore_database(config: ReplicaConfig, db_path: Path, litestream: Litestrea
         return _unreadable(start, failure)
     staging = db_path.with_name(f"{db_path.name}.restoring")
     _remove(staging)
+    # Litestream's local positions for a database that is gone describe nothing now.
+    shutil.rmtree(db_path.with_name(f".{db_path.name}-litestream"), ignore_errors=True)
     with run_directory(config, db_path) as (config_path, env):
         listing = list_replica(litestream.path, config_path, db_path, env, config.list_timeout)
         if listing.failure is not None:
@@ -173,10 +176,13 @@ def _check_staged(path: Path) -> int | str:
 
 
 def _count_rows(conn: sqlite3.Connection) -> int:
+    """Rows of the app's tables (not SQLite's, not Litestream's `_litestream_seq`/_lock)."""
     tables = [
         r[0]
         for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite!_%' ESCAPE '!' "
+            "AND name NOT LIKE '!_litestream!_%' ESCAPE '!'"
         )
     ]
     total = 0

@@ -133,6 +133,7 @@ class Replication:
             if not self.config.valid:
                 self._decided.set()
                 return
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 binary = litestream()
             except LitestreamUnavailable as exc:
