@@ -270,3 +270,22 @@ def test_stop_is_bounded_when_the_endpoint_hangs(
     assert child is None or _wait(lambda: not pid_alive(child), 5)
     assert replication.status().state == "stopped"
     assert moto_s3.keys(bucket) == []
+
+
+def test_a_stop_during_a_hanging_restore_is_bounded_and_starts_nothing(
+    moto_s3: MotoS3, tmp_path: Path, hung_port: int
+) -> None:
+    bucket = moto_s3.new_bucket()
+    url = moto_s3.url(bucket, endpoint=f"http://127.0.0.1:{hung_port}")
+    config = s3_config(moto_s3, bucket, tmp_path, url=url, list_timeout=3.0)
+    db = tmp_path / "todo.db"
+    replication = Replication(config, db)
+    replication.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    replication.stop()
+    assert time.monotonic() - started < 3.0 + 5 + 3
+    assert not replication.database_ready
+    time.sleep(0.5)
+    assert litestream_children({os.getpid()}) == []
+    assert not db.exists()

@@ -115,11 +115,16 @@ class Replication:
         """Stop replicating: Litestream's final sync gets up to `timeout` s (default the
         config's stop_timeout); the whole call stays within about timeout + 5 s."""
         self._stopping.set()
-        supervisor = self._supervisor
+        with self._lock:
+            supervisor = self._supervisor
         if supervisor is not None:
             supervisor.stop(timeout)
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        with self._lock:
+            late = self._supervisor
+        if late is not None and late is not supervisor:
+            late.stop(timeout)
         if self._role == "leader":
             with self._lock:
                 self._state = "stopped"
@@ -206,6 +211,8 @@ class Replication:
         self._ready.set()
         while not self._stopping.wait(_HEARTBEAT):
             self._publish(force=True)
+        # stop() may have looked for the supervisor before it existed.
+        supervisor.stop()
 
     def _record_restore(self, result: RestoreResult) -> None:
         with self._lock:

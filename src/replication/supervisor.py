@@ -61,6 +61,9 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self.restarts = 0
         self.exit_codes: list[int] = []
+        self._stop_started = False
+        self._stopped = threading.Event()
+        self._clean = True
 
     @property
     def pid(self) -> int | None:
@@ -144,8 +147,24 @@ class Supervisor:
 
     def stop(self, timeout: float | None = None) -> bool:
         """SIGTERM, wait up to `timeout` (default the config's stop_timeout) for the final
-        sync, then SIGKILL. Returns True when Litestream exited by itself."""
+        sync, then SIGKILL. Returns True when Litestream exited by itself.
+
+        Idempotent and thread-safe: a second SIGTERM makes Litestream abandon its final
+        sync, so only the first caller signals; later callers wait for it."""
         timeout = self.config.stop_timeout if timeout is None else timeout
+        with self._lock:
+            first = not self._stop_started
+            self._stop_started = True
+        if not first:
+            self._stopped.wait(timeout + 10.0)
+            return self._clean
+        try:
+            self._clean = self._stop(timeout)
+        finally:
+            self._stopped.set()
+        return self._clean
+
+    def _stop(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         # A Litestream that has not read the database yet would exit without syncing what
         # was just written (a stop right after a start or a restart): let it read first.
@@ -165,6 +184,6 @@ class Supervisor:
                 kill_group(proc, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5.0)
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
         return clean
