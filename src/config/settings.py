@@ -47,6 +47,7 @@ _SECRET_FIELDS = frozenset(
         "sqlite_replica_url",
         "aws_secret_access_key",
         "litestream_secret_access_key",
+        "litestream_azure_account_key",
     }
 )
 # Choices are matched case-insensitively: `DATABASE_FALLBACK=Never` means never.
@@ -100,6 +101,13 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr | None = None
     litestream_access_key_id: str | None = None
     litestream_secret_access_key: SecretStr | None = None
+    # Read only to tell Litestream what it needs (src/replication/config.py builds its
+    # environment from these, never from os.environ).
+    aws_region: str | None = None
+    aws_ca_bundle: str | None = None
+    litestream_s3_endpoint: str | None = None
+    litestream_azure_account_key: SecretStr | None = None
+    google_application_credentials: str | None = None
 
     port: int = Field(default=7860, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64)
@@ -187,6 +195,7 @@ class Settings(BaseSettings):
             self.better_auth_secret,
             self.aws_secret_access_key,
             self.litestream_secret_access_key,
+            self.litestream_azure_account_key,
         ):
             if secret is not None:
                 values.append(secret.get_secret_value())
