@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from src.api.dependencies import ManagerDep
 from src.api.disclosure import Disclosure
-from src.api.system import database_report, health_status
+from src.api.system import database_report, health_status, replication_note
 from src.config.settings import APP_NAME, APP_VERSION
 from src.core.redaction import redactor
 from src.database.manager import DatabaseManager
@@ -67,6 +67,7 @@ def status_facts(request: Request, manager: DatabaseManager) -> dict[str, Any]:
             "last_error": _redacted(report["last_error"]),
             "promotion": report["promotion"],
             "detail": report["status_detail"],
+            "replication": _replication_facts(report["replication"]),
         },
         "auth": _auth_facts(
             getattr(request.app.state, "auth_mode", None), Disclosure(manager.settings, manager)
@@ -86,6 +87,19 @@ def _why(report: dict[str, Any]) -> str:
     if report["connection_state"] == "PRIMARY_CONNECTED":
         return f"{report['primary_source']} is set and the database answered."
     return str(report["state_reason"])
+
+
+def _replication_facts(replication: dict[str, Any] | None) -> dict[str, Any] | None:
+    if replication is None:
+        return None
+    state = replication.get("state")
+    return {
+        "state": state,
+        "summary": replication_note(replication)
+        if state == "replicating"
+        else f"{state}: {_redacted(replication.get('last_error') or 'see /config/database')}",
+        "failing": state in ("unreadable", "error", "invalid"),
+    }
 
 
 def _auth_facts(auth: Any, shown: Disclosure) -> dict[str, Any]:
@@ -170,6 +184,12 @@ def _banners(facts: dict[str, Any]) -> str:
             '<p class="bad" role="alert"><strong>No database is available.</strong> '
             f"{_text(db['why'])} Task requests answer 503 until this is fixed.</p>"
         )
+    replication = db["replication"]
+    if replication is not None and replication["failing"]:
+        banners.append(
+            '<p class="bad" role="alert"><strong>The replica cannot be used.</strong> '
+            f"{_text(replication['summary'])}</p>"
+        )
     if db["persistent"] is False:
         banners.append(
             '<p class="warn" role="alert"><strong>Data will not survive a restart.</strong> '
@@ -191,6 +211,7 @@ def render(facts: dict[str, Any]) -> str:
             _row("Primary URL", db["primary_url"], code=True) if db["primary_url"] else "",
             _row("SQLite file", db["sqlite_path"], code=True) if db["sqlite_path"] else "",
             _row("Persistent", persistent),
+            _row("Replica", db["replication"]["summary"]) if db["replication"] else "",
             _list_row("Repairs made", db["repairs"]),
             _list_row("URL problems", db["validation_errors"]),
             _row("Last error", db["last_error"]) if db["last_error"] else "",

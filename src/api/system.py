@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from src.api.dependencies import ManagerDep
-from src.api.disclosure import Disclosure
+from src.api.disclosure import HIDDEN, Disclosure
 from src.database.manager import DatabaseManager
 from src.database.sqlite_locator import SqliteLocation
 from src.database.state import ConnectionState
@@ -44,8 +44,13 @@ def database_report(manager: DatabaseManager) -> dict[str, Any]:
     sqlite = status.sqlite
     failure = status.last_failure
     shown = Disclosure(manager.settings, manager)
+    replication = _replication(manager, shown)
     persistent: bool | None
-    if status.using_fallback and sqlite is not None:
+    persistence_note = sqlite.persistence_note if sqlite else None
+    if status.using_fallback and replication is not None and replication["state"] == "replicating":
+        persistent = True  # the disk may be wiped: the replica restores it at start
+        persistence_note = replication_note(replication)
+    elif status.using_fallback and sqlite is not None:
         persistent = sqlite.persistent
     elif engine is not None or resolution.ok:
         persistent = True  # a server database keeps its data
@@ -71,7 +76,8 @@ def database_report(manager: DatabaseManager) -> dict[str, Any]:
         "sqlite_location": sqlite.source if sqlite else None,
         "sqlite_rejected": [] if shown.minimal or not sqlite else list(sqlite.rejected),
         "persistent": persistent,
-        "persistence_note": shown.text(sqlite.persistence_note) if sqlite else None,
+        "persistence_note": shown.text(persistence_note),
+        "replication": replication,
         "last_error": shown.text(failure.describe()) if failure else None,
         "last_error_kind": failure.kind.value if failure else None,
         "last_connection_attempt": (
@@ -83,6 +89,27 @@ def database_report(manager: DatabaseManager) -> dict[str, Any]:
         "settings_warnings": list(manager.settings.warnings),
         "history": [] if shown.minimal else list(status.history),
     }
+
+
+def _replication(manager: DatabaseManager, shown: Disclosure) -> dict[str, Any] | None:
+    """The replica's status (`null` when none is configured)."""
+    replication = manager.fallback.replica.status()
+    if replication is None:
+        return None
+    if shown.minimal:
+        scheme = str(replication.get("replica_url") or "").partition("://")[0]
+        replication = {**replication, "replica_url": f"{scheme}://{HIDDEN}" if scheme else None}
+        replication["last_error"] = shown.text(replication.get("last_error"))
+    return replication
+
+
+def replication_note(replication: dict[str, Any]) -> str:
+    """ "Replicated to … (last sync N s ago)", for the persistence facts."""
+    lag = replication.get("lag_seconds")
+    when = "no sync yet" if lag is None else f"last sync {lag:.0f} s ago"
+    return (
+        f"Replicated to {replication.get('replica_url')} ({when}); restored from it at every start."
+    )
 
 
 def _sqlite_path(sqlite: SqliteLocation | None) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -23,6 +24,7 @@ from src.database.probe import call_with_deadline, check_connection
 from src.database.resolver import Resolution, resolve_database_url
 from src.database.schema import SchemaState, inspect_schema, refuse
 from src.database.sqlite_locator import locate_for
+from src.replication import doctor_check, replica_config
 
 
 def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
@@ -86,6 +88,7 @@ def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
             "milliseconds": round(connect_ms) if connect_ms is not None else None,
             "schema": _describe_schema(schema),
         },
+        "replication": _replication(settings, connect, location.path),
         "settings_warnings": list(settings.warnings),
     }
 
@@ -132,6 +135,43 @@ def _describe_schema(schema: SchemaState | None) -> str | None:
     }[schema.kind]
 
 
+def _replication(settings: Settings, connect: bool, path: Path | None) -> dict[str, Any] | None:
+    """The replica as configured, and with --connect whether it can be read (never
+    written)."""
+    config = replica_config(settings)
+    if config is None:
+        return None
+    result: dict[str, Any] = {
+        "replica_url": config.masked_url,
+        "errors": list(config.errors),
+        "warnings": list(config.warnings),
+        "sync_interval_seconds": config.sync_interval,
+        "check": None,
+    }
+    if connect:
+        result["check"] = doctor_check(config, timeout=10.0, db_path=path).as_dict()
+    return result
+
+
+def _render_replication(replication: dict[str, Any] | None) -> list[str]:
+    if replication is None:
+        return ["  replica:    none (SQLITE_REPLICA_URL is not set)"]
+    lines = [
+        f"  replica:    {replication['replica_url']} "
+        f"(sync every {replication['sync_interval_seconds']:g} s)"
+    ]
+    lines.extend(f"    - error: {error}" for error in replication["errors"])
+    lines.extend(f"    - warning: {warning}" for warning in replication["warnings"])
+    check = replication["check"]
+    if check is not None:
+        outcome = {
+            "ok": f"readable: {check.get('files')} file(s), {check.get('bytes')} bytes",
+            "empty": "readable and empty: the first start will begin it",
+        }.get(check["status"], f"UNREADABLE: {check.get('reason')}")
+        lines.append(f"    check:    {outcome}")
+    return lines
+
+
 def _render_text(report: dict[str, Any]) -> str:
     lines = [f"Database configuration ({report['source']})"]
     lines.append(f"  backend:    {report['backend'] or '—'}  (driver {report['driver'] or '—'})")
@@ -162,6 +202,7 @@ def _render_text(report: dict[str, Any]) -> str:
     lines.append(f"  sqlite:     {report['sqlite_path']}")
     lines.append(f"              {report['persistence_note']}")
     lines.extend(f"    skipped: {item}" for item in report["sqlite_rejected"])
+    lines.extend(_render_replication(report["replication"]))
     if report["settings_warnings"]:
         lines.append("Settings warnings:")
         lines.extend(f"  - {warning}" for warning in report["settings_warnings"])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from src.database.engine import create_database_engine
 from src.database.promotion import PromotionReport, mark_fallback_for, move_tasks
+from src.database.replica import SqliteReplica
 from src.database.startup import Ready, Refused, Unusable
 from src.database.state import ConnectionState
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from src.database.manager import DatabaseManager
+    from src.database.sqlite_locator import SqliteLocation
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,12 @@ class FallbackRunner:
     def __init__(self, manager: DatabaseManager) -> None:
         self.manager = manager
         self.switching = False
-        self.replicating = False  # Litestream holds the SQLite file (no TRUNCATE checkpoint)
+        self.replica = SqliteReplica(manager.settings)
+
+    @property
+    def replicating(self) -> bool:
+        """Litestream holds the SQLite file (so: no TRUNCATE checkpoint)."""
+        return self.replica.running
 
     async def start_if_allowed(self, *, primary_configured: bool) -> None:
         manager = self.manager
@@ -53,8 +60,33 @@ class FallbackRunner:
         location = await asyncio.to_thread(manager.sqlite_location)
         status.sqlite = location
         status.using_fallback = True
-        if not location.persistent:
+        self.replica.begin(location.path)
+        if self.replica.running:
+            assert self.replica.config is not None
+            status.transition(
+                ConnectionState.CONNECTING_FALLBACK,
+                f"restoring the SQLite database from {self.replica.config.masked_url}",
+            )
+            if not await self.replica.first_decision():
+                status.transition(ConnectionState.CONNECTION_ERROR, self.replica.reason())
+                logger.error("%s", status.reason)
+                manager.spawn(self._open_once_the_replica_allows(location, primary_configured))
+                return
+        elif not location.persistent:
             logger.warning("SQLite is not persistent: %s", location.persistence_note)
+        await self._open(location, primary_configured)
+
+    async def _open_once_the_replica_allows(
+        self, location: SqliteLocation, primary_configured: bool
+    ) -> None:
+        await self.replica.until_openable()
+        logger.info("The SQLite replica can be read now; opening the database")
+        self.manager.status.transition(ConnectionState.CONNECTING_FALLBACK, "replica restored")
+        await self._open(location, primary_configured)
+
+    async def _open(self, location: SqliteLocation, primary_configured: bool) -> None:
+        manager = self.manager
+        status = manager.status
         engine = create_database_engine(location.url, manager.settings)
         outcome = await manager.policy.attempt(engine)
         if isinstance(outcome, Ready):
@@ -124,6 +156,7 @@ class FallbackRunner:
             manager.serve(primary, primary=True, outcome=outcome)
             logger.info("Switched to the primary database: %s", report.describe())
             await asyncio.to_thread(fallback.dispose)
+            await self.replica.stop()  # its last sync ships the now empty fallback
             return True
         finally:
             self.switching = False

@@ -111,6 +111,8 @@ class DatabaseManager:
         database, self._database = self._database, None
         if database is not None:
             await asyncio.to_thread(self._close_engine, database.engine)
+        # After the engine: Litestream's final sync then holds every committed write.
+        await self.fallback.replica.stop()
         if self._probe_engine is not None:
             await asyncio.to_thread(self._probe_engine.dispose)
             self._probe_engine = None
