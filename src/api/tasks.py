@@ -17,13 +17,15 @@ from fastapi import APIRouter, Body, Query, Response
 
 from src.auth.dependencies import AuthorizedUserDep
 from src.database.session import EngineDep
-from src.http.errors import error_responses
+from src.http.errors import ApiError, error_responses
+from src.models.task import TaskStatus
 from src.schemas.tasks import (
     StatusFilter,
     TaskCompletion,
     TaskCreate,
     TaskRead,
     TaskUpdate,
+    status_of_completed,
 )
 from src.services import tasks as service
 from src.services import unit_of_work
@@ -31,6 +33,7 @@ from src.services import unit_of_work
 MAX_OFFSET = 1_000_000
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _JSON = "application/json"
+_COMPLETED = TaskStatus.COMPLETED.value
 
 router = APIRouter(
     prefix="/api/{user_id}/tasks",
@@ -38,13 +41,61 @@ router = APIRouter(
     responses=error_responses(400, 401, 403, 500, 503),
 )
 
-StatusQuery = Annotated[
-    StatusFilter, Query(description="Which tasks: all (default), pending or completed.")
+# The list's query parameters are documented as one exploded `form` object (what a
+# browser sends all the same: `?status=pending&limit=10`), because `status` and
+# `completed` must agree and OpenAPI can only say so within one schema. FastAPI still
+# parses them one by one (include_in_schema=False). Unknown parameters are ignored.
+_STATUS_CONFLICTS = [
+    {
+        "required": ["status", "completed"],
+        "properties": {"status": {"const": s}, "completed": {"const": c}},
+    }
+    for s, c in (("pending", True), ("completed", False))
 ]
-LimitQuery = Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")]
-OffsetQuery = Annotated[
-    int, Query(ge=0, le=MAX_OFFSET, description="Tasks to skip (newest first).")
-]
+_LIST_QUERY = {
+    "name": "query",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "description": "The filter and the page, each its own query parameter "
+    "(`?status=pending&limit=10&offset=0`).",
+    "schema": {
+        "type": "object",
+        "properties": {
+            "status": {
+                "type": "string",
+                "enum": ["all", "pending", "completed"],
+                "default": "all",
+                "description": "Which tasks: all (default), pending or completed.",
+            },
+            "completed": {
+                "type": "boolean",
+                "description": "The same filter as a boolean: `true` is `status=completed`, "
+                "`false` is `status=pending`. With a `status` other than `all` the two must "
+                "agree (400 otherwise).",
+            },
+            "limit": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "default": 100,
+                "description": "Page size, 1 to 100.",
+            },
+            "offset": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_OFFSET,
+                "default": 0,
+                "description": "Tasks to skip (newest first).",
+            },
+        },
+        "not": {"anyOf": _STATUS_CONFLICTS},
+    },
+}
+StatusQuery = Annotated[StatusFilter, Query(include_in_schema=False)]
+CompletedQuery = Annotated[bool | None, Query(include_in_schema=False)]
+LimitQuery = Annotated[int, Query(ge=1, le=100, include_in_schema=False)]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET, include_in_schema=False)]
 _TOTAL_HEADER = {
     "X-Total-Count": {
         "description": "How many tasks match the filter, across all pages.",
@@ -79,10 +130,35 @@ def _document(record: service.TaskRecord) -> dict[str, Any]:
         "title": record.title,
         "description": record.description,
         "status": record.status,
+        "completed": record.status == _COMPLETED,
         "user_id": record.user_id,
         "created_at": record.created_at.isoformat(timespec="microseconds"),
         "updated_at": record.updated_at.isoformat(timespec="microseconds"),
     }
+
+
+def _status_filter(status: StatusFilter, completed: bool | None) -> StatusFilter:
+    if completed is None:
+        return status
+    wanted = status_of_completed(completed)
+    if status not in ("all", wanted):
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            f"The request is invalid: status={status} and completed={str(completed).lower()} "
+            "disagree; give one of them.",
+            details={
+                "fields": [
+                    {
+                        "field": "completed",
+                        "message": f"disagrees with status={status}",
+                        "type": "value_error",
+                        "input": completed,
+                    }
+                ]
+            },
+        )
+    return wanted
 
 
 def _encode(body: Any) -> bytes:
@@ -98,14 +174,17 @@ def _one(record: service.TaskRecord, status_code: int = 200, **headers: str) -> 
     summary="List tasks, newest first",
     response_model=list[TaskRead],
     responses={200: {"headers": _TOTAL_HEADER}},
+    openapi_extra={"parameters": [_LIST_QUERY]},
 )
 async def list_tasks(
     user_id: AuthorizedUserDep,
     engine: EngineDep,
     status: StatusQuery = "all",
+    completed: CompletedQuery = None,
     limit: LimitQuery = 100,
     offset: OffsetQuery = 0,
 ) -> Response:
+    status = _status_filter(status, completed)
     page = await unit_of_work.read(engine, service.list_tasks, user_id, status, limit, offset)
     body = _encode([_document(record) for record in page.items])
     return _json(body, headers={"X-Total-Count": str(page.total)})
@@ -131,7 +210,12 @@ async def list_tasks(
 )
 async def create_task(user_id: AuthorizedUserDep, engine: EngineDep, body: TaskCreate) -> Response:
     record = await unit_of_work.write_one(
-        engine, service.create_task, user_id, body.title, body.description
+        engine,
+        service.create_task,
+        user_id,
+        body.title,
+        body.description,
+        body.state() or TaskStatus.PENDING.value,
     )
     location = f"/api/{quote(user_id, safe='')}/tasks/{record.id}"
     return _one(record, 201, Location=location)
@@ -150,7 +234,7 @@ async def get_task(user_id: AuthorizedUserDep, task_id: str, engine: EngineDep) 
 
 @router.put(
     "/{task_id}",
-    summary="Change a task's title and/or description",
+    summary="Change a task's title, description and/or state",
     response_model=TaskRead,
     responses=error_responses(404, 413),
 )

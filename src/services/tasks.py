@@ -96,13 +96,19 @@ def list_tasks(
     return TaskPage(items, int(conn.execute(count, params).scalar_one()))
 
 
-def create_task(conn: Connection, user_id: str, title: str, description: str | None) -> TaskRecord:
+def create_task(
+    conn: Connection,
+    user_id: str,
+    title: str,
+    description: str | None,
+    status: str = TaskStatus.PENDING.value,
+) -> TaskRecord:
     now = utc_now()
     record = TaskRecord(
         id=str(uuid.uuid4()),
         title=title,
         description=description,
-        status=TaskStatus.PENDING.value,
+        status=status,
         user_id=user_id,
         created_at=now,
         updated_at=now,
@@ -137,6 +143,7 @@ def _apply(conn: Connection, current: TaskRecord, values: dict[str, Any]) -> Tas
 def update_task(
     conn: Connection, user_id: str, task_id: str, changes: dict[str, str | None]
 ) -> TaskRecord:
+    """`changes`: any of `title`, `description`, `status`; `updated_at` always moves."""
     current = _find(conn, user_id, task_id, for_update=True)
     return _apply(conn, current, dict(changes))
 
