@@ -20,7 +20,7 @@ from src.core.redaction import redactor
 
 logger = logging.getLogger(__name__)
 
-MINT_HINT = "python -m src token --user ID mints one"
+MINT_HINT = "python -m src token --user ID, or ./scripts/token from a checkout, mints one"
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,10 @@ export async function todoApi(path, { method = "GET", body, token } = {}) {
   return data;
 }
 
-// The task endpoints of one user: their id is session.user.id (the token's `sub`).
+// The task endpoints of one user, whose id is session.user.id (the token's `sub`):
+//   const { data: session } = await authClient.getSession();
+//   const open = await tasksOf(session.user.id).list("?completed=false");
+// Without `token`, each call asks Better Auth for a fresh one.
 export function tasksOf(userId, token) {
   const base = `/api/${encodeURIComponent(userId)}/tasks`;
   return {
