@@ -28,9 +28,9 @@ NODE_MAJOR_MIN = 20
 NATIVE_MODULE = PACKAGE_DIR / "node_modules/better-sqlite3/build/Release/better_sqlite3.node"
 PASSWORD = "correct horse battery 42"
 INSTALL_HINT = (
-    "The Better Auth end-to-end tests need Node.js 20 or newer with npm "
-    "(Debian: apt-get install nodejs npm) and the packages of tests/betterauth, installed "
-    "with: (cd tests/betterauth && npm ci)"
+    "The Better Auth end-to-end tests need Node.js 20 or newer with npm (on Debian from "
+    "NodeSource: bookworm's own nodejs is 18) and the packages of tests/betterauth, "
+    "installed with: (cd tests/betterauth && npm ci)"
 )
 
 
@@ -144,7 +144,7 @@ class BetterAuth:
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             if not selector.select(timeout):
-                stop(self.process)  # type: ignore[arg-type]
+                stop(self.process)
                 raise AssertionError(f"Better Auth did not start in {timeout}s: {self.logs()}")
         line = self.process.stdout.readline()
         if not line:
@@ -157,7 +157,7 @@ class BetterAuth:
 
     def stop(self) -> None:
         if self.process is not None:
-            stop(self.process)  # type: ignore[arg-type]
+            stop(self.process)
             self.process = None
 
     # -- what a frontend does -----------------------------------------------------
