@@ -19,6 +19,7 @@ from src.auth.dependencies import AuthorizedUserDep
 from src.database.session import EngineDep
 from src.http.errors import ApiError, error_responses
 from src.models.task import TaskStatus
+from src.schemas.task_query import LIMIT_MAX, LIST_QUERY_PARAMETER, MAX_OFFSET
 from src.schemas.tasks import (
     StatusFilter,
     TaskCompletion,
@@ -30,7 +31,6 @@ from src.schemas.tasks import (
 from src.services import tasks as service
 from src.services import unit_of_work
 
-MAX_OFFSET = 1_000_000
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _JSON = "application/json"
 _COMPLETED = TaskStatus.COMPLETED.value
@@ -41,60 +41,10 @@ router = APIRouter(
     responses=error_responses(400, 401, 403, 500, 503),
 )
 
-# The list's query parameters are documented as one exploded `form` object (what a
-# browser sends all the same: `?status=pending&limit=10`), because `status` and
-# `completed` must agree and OpenAPI can only say so within one schema. FastAPI still
-# parses them one by one (include_in_schema=False). Unknown parameters are ignored.
-_STATUS_CONFLICTS = [
-    {
-        "required": ["status", "completed"],
-        "properties": {"status": {"const": s}, "completed": {"const": c}},
-    }
-    for s, c in (("pending", True), ("completed", False))
-]
-_LIST_QUERY = {
-    "name": "query",
-    "in": "query",
-    "style": "form",
-    "explode": True,
-    "description": "The filter and the page, each its own query parameter "
-    "(`?status=pending&limit=10&offset=0`).",
-    "schema": {
-        "type": "object",
-        "properties": {
-            "status": {
-                "type": "string",
-                "enum": ["all", "pending", "completed"],
-                "default": "all",
-                "description": "Which tasks: all (default), pending or completed.",
-            },
-            "completed": {
-                "type": "boolean",
-                "description": "The same filter as a boolean: `true` is `status=completed`, "
-                "`false` is `status=pending`. With a `status` other than `all` the two must "
-                "agree (400 otherwise).",
-            },
-            "limit": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 100,
-                "default": 100,
-                "description": "Page size, 1 to 100.",
-            },
-            "offset": {
-                "type": "integer",
-                "minimum": 0,
-                "maximum": MAX_OFFSET,
-                "default": 0,
-                "description": "Tasks to skip (newest first).",
-            },
-        },
-        "not": {"anyOf": _STATUS_CONFLICTS},
-    },
-}
+# Parsed one by one; documented together as LIST_QUERY_PARAMETER (see there why).
 StatusQuery = Annotated[StatusFilter, Query(include_in_schema=False)]
 CompletedQuery = Annotated[bool | None, Query(include_in_schema=False)]
-LimitQuery = Annotated[int, Query(ge=1, le=100, include_in_schema=False)]
+LimitQuery = Annotated[int, Query(ge=1, le=LIMIT_MAX, include_in_schema=False)]
 OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET, include_in_schema=False)]
 _TOTAL_HEADER = {
     "X-Total-Count": {
@@ -174,7 +124,7 @@ def _one(record: service.TaskRecord, status_code: int = 200, **headers: str) -> 
     summary="List tasks, newest first",
     response_model=list[TaskRead],
     responses={200: {"headers": _TOTAL_HEADER}},
-    openapi_extra={"parameters": [_LIST_QUERY]},
+    openapi_extra={"parameters": [LIST_QUERY_PARAMETER]},
 )
 async def list_tasks(
     user_id: AuthorizedUserDep,
