@@ -27,6 +27,9 @@ from src.core.redaction import redactor
 from src.main import create_app
 from tests.pgcluster import PgCluster
 
+# Shared with every test module: one S3-protocol server per session.
+from tests.replica_servers import moto_s3, replica_env  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")

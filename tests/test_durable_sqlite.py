@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import TEST_SECRET, bearer, wait_until
 from tests.netfaults import Forwarder
-from tests.replica_servers import MotoS3, litestream_children, moto_s3, pid_alive  # noqa: F401
+from tests.replica_servers import MotoS3, litestream_children, pid_alive
 from tests.server import Server, clean_env, run_server
 
 INTERVAL = 0.2
@@ -81,7 +81,7 @@ def _wipe(tmp_path: Path) -> None:
 
 
 @pytest.fixture(params=["file", "s3"])
-def replica_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+def server_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param == "file":
         return _env(tmp_path, f"file://{tmp_path}/replica")
     moto: MotoS3 = request.getfixturevalue("moto_s3")
@@ -89,9 +89,9 @@ def replica_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str
 
 
 def test_sigterm_wipe_restart_brings_every_task_back(
-    tmp_path: Path, replica_env: dict[str, str]
+    tmp_path: Path, server_env: dict[str, str]
 ) -> None:
-    with run_server(replica_env, cwd=tmp_path) as server:
+    with run_server(server_env, cwd=tmp_path) as server:
         server.wait_ready()
         written = set(_create(server, 40))
         with server.client() as client:
@@ -102,7 +102,7 @@ def test_sigterm_wipe_restart_brings_every_task_back(
         assert "Replicated to" in page and "will not survive" not in page
         assert report["replication"]["restore"]["outcome"] == "first_deploy"
     _wipe(tmp_path)
-    with run_server(replica_env, cwd=tmp_path) as server:
+    with run_server(server_env, cwd=tmp_path) as server:
         server.wait_ready()
         assert _ids(server) == written
         with server.client() as client:

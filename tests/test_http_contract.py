@@ -245,13 +245,19 @@ def test_openapi_documents_endpoints_errors_and_bearer_auth(
     ok = list_op["responses"]["200"]
     assert ok["content"]["application/json"]["schema"]["items"]["$ref"] == task_ref
     assert "X-Total-Count" in ok["headers"]
-    assert {p["name"] for p in list_op["parameters"]} == {"user_id", "status", "limit", "offset"}
+    # The query parameters as one exploded form object (status and completed must agree).
+    assert {p["name"] for p in list_op["parameters"]} == {"user_id", "query"}
+    query = next(p for p in list_op["parameters"] if p["name"] == "query")
+    assert (query["in"], query["style"], query["explode"]) == ("query", "form", True)
+    assert set(query["schema"]["properties"]) == {"status", "completed", "limit", "offset"}
     create_op = schema["paths"]["/api/{user_id}/tasks"]["post"]
     assert "201" in create_op["responses"]
     assert "204" in schema["paths"]["/api/{user_id}/tasks/{task_id}"]["delete"]["responses"]
     task = schema["components"]["schemas"]["TaskRead"]
     assert task["properties"]["created_at"]["format"] == "date-time"
     assert set(task["properties"]["status"]["enum"]) == {"pending", "completed"}
+    assert task["properties"]["completed"]["type"] == "boolean"
+    assert "completed" in task["required"]
     create_body = schema["components"]["schemas"]["TaskCreate"]
     assert create_body["additionalProperties"] is False
     # 1-255 characters once trimmed: a pattern, as maxLength would count the whitespace.

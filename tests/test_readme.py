@@ -138,3 +138,32 @@ def test_readme_links_resolve() -> None:
 def test_settings_env_file_is_documented() -> None:
     assert "`.env`" in README.read_text(encoding="utf-8")
     assert Settings.model_config.get("env_file") == ".env"
+
+
+FRONTEND_FILES = (
+    ROOT / "tests" / "betterauth" / "frontend" / "todo-api.mjs",
+    ROOT / "tests" / "betterauth" / "frontend" / "backend-token.mjs",
+)
+CODE_FENCE = re.compile(r"^```(js|javascript|ts|typescript|jsx|tsx)\n(.*?)^```$", re.M | re.S)
+
+
+def test_the_frontend_code_shown_is_the_code_the_tests_run() -> None:
+    """Every JavaScript block of the README is one of the files tests/test_betterauth.py
+    runs with Node, verbatim, and each of those files is shown."""
+    text = README.read_text(encoding="utf-8")
+    shown = [body for _, body in CODE_FENCE.findall(text)]
+    files = {
+        path.relative_to(ROOT).as_posix(): path.read_text(encoding="utf-8")
+        for path in FRONTEND_FILES
+    }
+    for name, content in files.items():
+        assert content in shown, f"README.md does not show {name} as it is"
+        assert f"`{name}`" in text, f"README.md does not say where {name} is"
+    unrun = [body.splitlines()[0] for body in shown if body not in files.values()]
+    assert unrun == [], f"JavaScript in README.md that no test runs: {unrun}"
+
+
+def test_ci_installs_the_better_auth_test_packages() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "cd tests/betterauth && npm ci" in ci
+    assert ci.index("npm ci") < ci.index("./scripts/test")

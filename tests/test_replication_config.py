@@ -18,9 +18,6 @@ from src.replication import replica_config
 from src.replication.binary import EXPECTED_VERSION, litestream, locate
 from src.replication.litestream_config import child_environment, render, run_directory
 from src.replication.replica_url import SCHEMES, mask, parse
-from tests import replica_servers
-
-replica_env = replica_servers.replica_env  # fixture
 
 pytestmark = pytest.mark.usefixtures("replica_env")
 

@@ -17,7 +17,6 @@ import pytest
 from src.replication import Replication, doctor_check
 from src.replication.binary import litestream
 from src.replication.restore import restore_database
-from tests import replica_servers
 from tests.replica_servers import (
     MotoS3,
     config_for,
@@ -30,8 +29,6 @@ from tests.replica_servers import (
     stop_process,
 )
 
-moto_s3 = replica_servers.moto_s3  # fixture
-replica_env = replica_servers.replica_env  # fixture
 pytestmark = pytest.mark.usefixtures("replica_env")
 
 

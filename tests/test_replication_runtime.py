@@ -22,7 +22,6 @@ import pytest
 from src.replication import Replication
 from src.replication.binary import litestream
 from src.replication.restore import restore_database
-from tests import replica_servers
 from tests.replica_servers import (
     ROOT,
     MotoS3,
@@ -37,8 +36,6 @@ from tests.replica_servers import (
     s3_config,
 )
 
-moto_s3 = replica_servers.moto_s3  # fixture
-replica_env = replica_servers.replica_env  # fixture
 pytestmark = pytest.mark.usefixtures("replica_env")
 WORKER = ROOT / "tests" / "replication_worker.py"
 

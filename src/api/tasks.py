@@ -17,21 +17,24 @@ from fastapi import APIRouter, Body, Query, Response
 
 from src.api.dependencies import DatabaseDep
 from src.auth.dependencies import AuthorizedUserDep
-from src.http.errors import error_responses
+from src.http.errors import ApiError, error_responses
 from src.http.json_body import StrictJsonRoute
+from src.models.task import TaskStatus
+from src.schemas.task_query import LIMIT_MAX, LIST_QUERY_PARAMETER, MAX_OFFSET
 from src.schemas.tasks import (
     StatusFilter,
     TaskCompletion,
     TaskCreate,
     TaskRead,
     TaskUpdate,
+    status_of_completed,
 )
 from src.services import tasks as service
 from src.services.errors import TaskNotFound
 
-MAX_OFFSET = 1_000_000
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _JSON = "application/json"
+_COMPLETED = TaskStatus.COMPLETED.value
 
 router = APIRouter(
     prefix="/api/{user_id}/tasks",
@@ -40,13 +43,11 @@ router = APIRouter(
     route_class=StrictJsonRoute,
 )
 
-StatusQuery = Annotated[
-    StatusFilter, Query(description="Which tasks: all (default), pending or completed.")
-]
-LimitQuery = Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")]
-OffsetQuery = Annotated[
-    int, Query(ge=0, le=MAX_OFFSET, description="Tasks to skip (newest first).")
-]
+# Parsed one by one; documented together as LIST_QUERY_PARAMETER (see there why).
+StatusQuery = Annotated[StatusFilter, Query(include_in_schema=False)]
+CompletedQuery = Annotated[bool | None, Query(include_in_schema=False)]
+LimitQuery = Annotated[int, Query(ge=1, le=LIMIT_MAX, include_in_schema=False)]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET, include_in_schema=False)]
 _TOTAL_HEADER = {
     "X-Total-Count": {
         "description": "How many tasks match the filter, across all pages.",
@@ -81,10 +82,35 @@ def _document(record: service.TaskRecord) -> dict[str, Any]:
         "title": record.title,
         "description": record.description,
         "status": record.status,
+        "completed": record.status == _COMPLETED,
         "user_id": record.user_id,
         "created_at": record.created_at.isoformat(timespec="microseconds"),
         "updated_at": record.updated_at.isoformat(timespec="microseconds"),
     }
+
+
+def _status_filter(status: StatusFilter, completed: bool | None) -> StatusFilter:
+    if completed is None:
+        return status
+    wanted = status_of_completed(completed)
+    if status not in ("all", wanted):
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            f"The request is invalid: status={status} and completed={str(completed).lower()} "
+            "disagree; give one of them.",
+            details={
+                "fields": [
+                    {
+                        "field": "completed",
+                        "message": f"disagrees with status={status}",
+                        "type": "value_error",
+                        "input": completed,
+                    }
+                ]
+            },
+        )
+    return wanted
 
 
 def _encode(body: Any) -> bytes:
@@ -100,14 +126,17 @@ def _one(record: service.TaskRecord, status_code: int = 200, **headers: str) -> 
     summary="List tasks, newest first",
     response_model=list[TaskRead],
     responses={200: {"headers": _TOTAL_HEADER}},
+    openapi_extra={"parameters": [LIST_QUERY_PARAMETER]},
 )
 async def list_tasks(
     user_id: AuthorizedUserDep,
     db: DatabaseDep,
     status: StatusQuery = "all",
+    completed: CompletedQuery = None,
     limit: LimitQuery = 100,
     offset: OffsetQuery = 0,
 ) -> Response:
+    status = _status_filter(status, completed)
     page = await db.read(service.list_tasks, user_id, status, limit, offset)
     body = _encode([_document(record) for record in page.items])
     return _json(body, headers={"X-Total-Count": str(page.total)})
@@ -132,7 +161,9 @@ async def list_tasks(
     },
 )
 async def create_task(user_id: AuthorizedUserDep, db: DatabaseDep, body: TaskCreate) -> Response:
-    new = service.new_task(user_id, body.title, body.description)
+    new = service.new_task(
+        user_id, body.title, body.description, body.state() or TaskStatus.PENDING.value
+    )
     record = await db.write_one(service.create_task, new)
     location = f"/api/{quote(user_id, safe='')}/tasks/{record.id}"
     return _one(record, 201, Location=location)
@@ -151,7 +182,7 @@ async def get_task(user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep) ->
 
 @router.put(
     "/{task_id}",
-    summary="Change a task's title and/or description",
+    summary="Change a task's title, description and/or state",
     response_model=TaskRead,
     responses=error_responses(404, 413),
 )

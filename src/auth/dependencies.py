@@ -17,6 +17,8 @@ from src.http.errors import ApiError
 from src.schemas.text import WHITESPACE_CLASS
 
 USER_ID_MAX = 255
+# Seconds: a failed key fetch is retried after a second (src.auth.jwks).
+AUTH_RETRY_AFTER = "2"
 # No surrounding whitespace (MariaDB compares 'a' and 'a ' as equal) and no control
 # characters: such ids could not be compared identically on every database. No `/`:
 # servers decode `%2F` before routing, so such an id could never be addressed.
@@ -46,8 +48,9 @@ class BearerToken(HTTPBearer):
         super().__init__(
             bearerFormat="JWT",
             scheme_name="BearerAuth",
-            description="A Better Auth JWT: HS256 with BETTER_AUTH_SECRET, or a key from "
-            "BETTER_AUTH_JWKS_URL. Without a secret, `python -m src token --user ID` mints one.",
+            description="A Better Auth JWT: from its jwt plugin (EdDSA, ES256, ES512, PS256 or "
+            "RS256, checked with the JWKS of BETTER_AUTH_URL), or HS256 signed with "
+            "BETTER_AUTH_SECRET. `python -m src token --user ID` mints an HS256 one.",
             auto_error=False,
         )
 
@@ -71,8 +74,9 @@ class BearerToken(HTTPBearer):
         except InvalidToken as exc:
             raise _unauthorized(exc.message, expired=exc.expired) from None
         except KeysUnavailable as exc:
+            # Not a 401: the token may well be good, and a 401 signs the user out.
             raise ApiError(
-                503, "AUTH_UNAVAILABLE", str(exc), headers={"Retry-After": "5"}
+                503, "AUTH_UNAVAILABLE", str(exc), headers={"Retry-After": AUTH_RETRY_AFTER}
             ) from None
 
 

@@ -11,16 +11,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from src.auth.issuer import TokenIssuer, resolve_issuer
 from src.auth.jwks import JwksCache, public_url
 from src.auth.secret import MIN_SECRET_LENGTH, load_or_create_secret, new_secret
-from src.auth.tokens import TokenVerifier, pyjwt
+from src.auth.tokens import JWKS_ALGORITHMS, ExpectedOrigin, TokenVerifier, pyjwt
 from src.config.settings import Settings
 from src.core.redaction import redactor
 from src.database.sqlite_locator import SqliteLocation
 
 logger = logging.getLogger(__name__)
 
-MINT_HINT = "python -m src token --user ID mints one"
+MINT_HINT = "python -m src token --user ID, or ./scripts/token from a checkout, mints one"
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,37 @@ def configured_secret(settings: Settings) -> str | None:
 
 
 def jwks_url(settings: Settings) -> str | None:
-    raw = (settings.better_auth_jwks_url or "").strip().strip("'\"").strip()
-    return raw or None
+    """`BETTER_AUTH_JWKS_URL`, else the one derived from `BETTER_AUTH_URL`, if usable."""
+    return resolve_issuer(settings).jwks_url
 
 
-def build_jwks(settings: Settings) -> JwksCache | None:
-    url = jwks_url(settings)
+def build_jwks(url: str | None) -> JwksCache | None:
     if url is None:
         return None
     try:
         return JwksCache(url)
     except pyjwt().PyJWKClientError:
-        logger.warning(
-            "BETTER_AUTH_JWKS_URL is not an http(s) URL and is ignored: %s", public_url(url)
-        )
+        logger.warning("The JWKS URL is not an http(s) URL and is ignored: %s", public_url(url))
         return None
+
+
+def describe_checks(issuer: TokenIssuer) -> str:
+    """What the `iss`/`aud` checks are, as a sentence for the status page."""
+    if issuer.issuer is None and not issuer.audiences:
+        return (
+            "The 'iss' and 'aud' claims are not checked: set BETTER_AUTH_URL (your Better "
+            "Auth base URL) to check them."
+        )
+    iss = f"'iss' must be {issuer.issuer}" if issuer.issuer else "'iss' is not checked"
+    aud = (
+        f"'aud' must name {' or '.join(issuer.audiences)}"
+        if issuer.audiences
+        else "'aud' is not checked"
+    )
+    return (
+        f"Claims: {iss} and {aud} (required on JWKS tokens; checked on HS256 tokens "
+        "that carry them)."
+    )
 
 
 def build_auth(settings: Settings, location: SqliteLocation | None = None) -> Auth:
@@ -73,7 +90,11 @@ def build_auth(settings: Settings, location: SqliteLocation | None = None) -> Au
 
 
 def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
-    jwks = build_jwks(settings)
+    issuer = resolve_issuer(settings)
+    for warning in issuer.warnings:
+        logger.warning("%s", warning)
+    jwks = build_jwks(issuer.jwks_url)
+    algorithms = ", ".join(JWKS_ALGORITHMS)
     secret = configured_secret(settings)
     if secret is not None:
         redactor.add(secret)
@@ -83,14 +104,16 @@ def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
                 "(openssl rand -base64 32).",
                 MIN_SECRET_LENGTH,
             )
-        also = (
-            f" and EdDSA/RS256/ES256 tokens with the JWKS at {public_url(jwks.url)}" if jwks else ""
-        )
+        also = f" and {algorithms} tokens with the JWKS at {public_url(jwks.url)}" if jwks else ""
         description = f"Tokens are checked with BETTER_AUTH_SECRET (HS256){also}."
-        mode = {"mode": "configured", "description": description, "secret_file": None}
+        mode: dict[str, Any] = {
+            "mode": "configured",
+            "description": description,
+            "secret_file": None,
+        }
     elif jwks is not None:
         description = (
-            f"Tokens are checked with the JWKS at {public_url(jwks.url)} (EdDSA, RS256, ES256); "
+            f"Tokens are checked with the JWKS at {public_url(jwks.url)} ({algorithms}); "
             "HS256 tokens are refused because BETTER_AUTH_SECRET is not set."
         )
         mode = {"mode": "jwks", "description": description, "secret_file": None}
@@ -124,5 +147,7 @@ def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
                 stored.path,
                 MINT_HINT,
             )
+    mode["description"] = f"{mode['description']} {describe_checks(issuer)}"
     logger.info("Auth: %s", mode["description"])
-    return Auth(TokenVerifier(secret=secret, jwks=jwks), mode, secret)
+    expected = ExpectedOrigin(issuer.issuer, issuer.audiences)
+    return Auth(TokenVerifier(secret=secret, jwks=jwks, expected=expected), mode, secret)

@@ -8,7 +8,7 @@ are 400s, never a 500 from a driver further down.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -110,15 +110,69 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class TaskCreate(_Request):
+def status_of_completed(completed: bool) -> TaskStatusValue:
+    return "completed" if completed else "pending"
+
+
+# A body may say the state either way (`status` or the boolean `completed`), or both if
+# they agree. Stated in the schema too, so that clients and fuzzers know it.
+_AGREEING_STATE: dict[str, Any] = {
+    "not": {
+        "anyOf": [
+            {
+                "required": ["status", "completed"],
+                "properties": {"status": {"const": status}, "completed": {"const": completed}},
+            }
+            for status, completed in (("pending", True), ("completed", False))
+        ]
+    }
+}
+
+
+class _WithState(_Request):
+    status: TaskStatusValue | SkipJsonSchema[None] = Field(
+        default=None, description="`pending` or `completed`; or send `completed` instead."
+    )
+    completed: bool | SkipJsonSchema[None] = Field(
+        default=None, description="The state as a boolean (`status` == `completed`)."
+    )
+
+    @model_validator(mode="after")
+    def _one_state(self) -> _WithState:
+        for name in ("status", "completed"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        if (
+            self.status is not None
+            and self.completed is not None
+            and self.status != status_of_completed(self.completed)
+        ):
+            raise ValueError(
+                f"status {self.status!r} and completed {str(self.completed).lower()} disagree; "
+                "send one of them"
+            )
+        return self
+
+    def state(self) -> TaskStatusValue | None:
+        """The requested status, if the body gives one."""
+        if self.status is not None:
+            return self.status
+        return None if self.completed is None else status_of_completed(self.completed)
+
+
+class TaskCreate(_WithState):
+    """A new task: pending unless `status` / `completed` say otherwise."""
+
+    model_config = ConfigDict(json_schema_extra=_AGREEING_STATE)
+
     title: Title
     description: Description | None = None
 
 
-class TaskUpdate(_Request):
+class TaskUpdate(_WithState):
     """At least one field. `description: null` clears the description."""
 
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, **_AGREEING_STATE})
 
     title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
@@ -126,13 +180,22 @@ class TaskUpdate(_Request):
     @model_validator(mode="after")
     def _some_change(self) -> TaskUpdate:
         if not self.model_fields_set:
-            raise ValueError("give at least one of title, description")
+            raise ValueError("give at least one of title, description, status, completed")
         if "title" in self.model_fields_set and self.title is None:
             raise ValueError("title cannot be null")
         return self
 
     def changes(self) -> dict[str, str | None]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
+        """The columns to change: `title`, `description`, `status`."""
+        changes: dict[str, str | None] = {
+            name: getattr(self, name)
+            for name in ("title", "description")
+            if name in self.model_fields_set
+        }
+        state = self.state()
+        if state is not None:
+            changes["status"] = state
+        return changes
 
 
 class TaskCompletion(_Request):
@@ -148,6 +211,7 @@ class TaskRead(BaseModel):
     title: str
     description: str | None
     status: TaskStatusValue
+    completed: bool = Field(description='Always `status == "completed"`.')
     user_id: str
     created_at: UtcTimestamp
     updated_at: UtcTimestamp

@@ -93,7 +93,9 @@ def list_tasks(
     return TaskPage(items, int(conn.execute(count, params).scalar_one()))
 
 
-def new_task(user_id: str, title: str, description: str | None) -> TaskRecord:
+def new_task(
+    user_id: str, title: str, description: str | None, status: str = TaskStatus.PENDING.value
+) -> TaskRecord:
     """A task not yet stored: its id and timestamps are fixed before the first attempt, so
     that a retry after a lost connection inserts the very same row."""
     now = utc_now()
@@ -101,7 +103,7 @@ def new_task(user_id: str, title: str, description: str | None) -> TaskRecord:
         id=str(uuid.uuid4()),
         title=title,
         description=description,
-        status=TaskStatus.PENDING.value,
+        status=status,
         user_id=user_id,
         created_at=now,
         updated_at=now,
@@ -149,6 +151,7 @@ def _apply(conn: Connection, current: TaskRecord, values: dict[str, Any]) -> Tas
 def update_task(
     conn: Connection, user_id: str, task_id: str, changes: dict[str, str | None]
 ) -> TaskRecord:
+    """`changes`: any of `title`, `description`, `status`; `updated_at` always moves."""
     current = _find(conn, user_id, task_id, for_update=True)
     return _apply(conn, current, dict(changes))
 

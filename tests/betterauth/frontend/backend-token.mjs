@@ -1,0 +1,16 @@
+// lib/backend-token.js: on the server only (a route handler, a server action), since the
+// shared BETTER_AUTH_SECRET must never reach the browser.
+import { SignJWT } from "jose";
+
+const secret = new TextEncoder().encode(process.env.BETTER_AUTH_SECRET);
+
+// An HS256 token the backend accepts, for the user of a Better Auth session:
+//   const session = await auth.api.getSession({ headers: await headers() });
+//   const token = await backendToken(session.user.id);
+export function backendToken(userId) {
+  return new SignJWT({ sub: userId })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setIssuedAt()
+    .setExpirationTime("15m")
+    .sign(secret);
+}
