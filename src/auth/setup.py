@@ -135,6 +135,13 @@ def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
                     " That location does not survive a restart, so neither do the tokens; "
                     "set BETTER_AUTH_SECRET."
                 )
+            if settings.sqlite_replica_url:
+                # The replica restores the database, not the files beside it.
+                description += (
+                    " The database is replicated but this file is not: after a wiped disk "
+                    "every token is invalid; set BETTER_AUTH_SECRET."
+                )
+                logger.warning("%s", description)
         mode = {
             "mode": "generated",
             "description": description,

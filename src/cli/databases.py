@@ -74,6 +74,14 @@ def configured_database(settings: Settings, *, reading: bool) -> Database:
             f"{source} is not set and the app has no SQLite file ({location.persistence_note}); "
             f"set {source} or SQLITE_PATH to the database to use."
         )
+    if settings.sqlite_replica_url and not location.path.exists():
+        # A file created here would count as existing at the server's next start, which
+        # would then replicate it over the replica instead of restoring from it.
+        raise CommandError(
+            f"{location.path} does not exist yet and SQLITE_REPLICA_URL is set: start the "
+            "server first, which restores the database from the replica, then run this "
+            "command again (while it runs, or after it stopped)."
+        )
     database = _open(location.url, None, settings, f"the app's SQLite database {location.path}")
     if reading:
         _require_file(
@@ -95,6 +103,7 @@ def _from_resolution(
 ) -> Database:
     resolution = resolve_database_url(raw, source=source)
     redactor.add(*resolution.secrets())
+    redactor.add_username(*resolution.usernames())
     if not resolution.present:
         raise CommandError(f"{source} is empty; give a database URL.", EXIT_USAGE)
     if not resolution.ok or resolution.url is None:

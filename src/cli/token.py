@@ -48,9 +48,10 @@ def token(*, user: str, ttl: str) -> int:
     if secret is None:
         if jwks_url(settings) is not None:
             print(
-                "Cannot mint a token: only BETTER_AUTH_JWKS_URL is configured, so tokens come "
-                "from your identity provider (Better Auth); set BETTER_AUTH_SECRET to mint "
-                "HS256 tokens here.",
+                "Cannot mint a token: tokens are verified with Better Auth's keys "
+                "(BETTER_AUTH_URL or BETTER_AUTH_JWKS_URL) and no BETTER_AUTH_SECRET is set, "
+                "so tokens come from Better Auth itself (sign in through the frontend); set "
+                "BETTER_AUTH_SECRET to mint HS256 tokens here.",
                 file=sys.stderr,
             )
             return 1
