@@ -1,4 +1,4 @@
-"""The transfer core (src.services.transfer) on the real servers: the merge rule (new,
+"""The transfer core (src.database.transfer) on the real servers: the merge rule (new,
 newer, identical, older, another user's id), duplicates, whole batches, and reading in
 id order; plus the JSON Lines format round-tripping every field exactly.
 
@@ -24,10 +24,8 @@ from sqlalchemy.engine import Engine
 from src.database.engine import create_database_engine
 from src.database.migrations import upgrade_to_head
 from src.database.resolver import resolve_database_url
-from src.services.task_lines import encode_task, parse_task, read_tasks
-from src.services.task_upsert import write_tasks
-from src.services.tasks import TaskRecord, tasks_table
-from src.services.transfer import (
+from src.database.task_upsert import write_tasks
+from src.database.transfer import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
     TransferFailed,
@@ -37,6 +35,8 @@ from src.services.transfer import (
     upsert_tasks,
     write_batches,
 )
+from src.models.task import TaskRecord, tasks_table
+from src.services.task_lines import encode_task, parse_task, read_tasks
 from tests.conftest import BACKENDS, make_settings, mysql_url
 
 USERS = ("alice", "bob@example.com", "Zoë 🌍 用户", "u-" + "x" * 253, "12345", "a b")

@@ -18,8 +18,8 @@ import pymysql
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from src.models.task import TaskRecord
 from src.services.task_lines import encode_task
-from src.services.tasks import TaskRecord
 from tests.conftest import MYSQL_ADMIN_USER, MYSQL_HOST, MYSQL_PORT, mysql_url, wait_until
 from tests.server import ROOT, clean_env
 from tests.test_transfer import engine_for, make_tasks, seed, stored_tasks

@@ -19,7 +19,7 @@ from src.api.dependencies import DatabaseDep
 from src.auth.dependencies import AuthorizedUserDep
 from src.http.errors import ApiError, error_responses
 from src.http.json_body import StrictJsonRoute
-from src.models.task import TaskStatus
+from src.models.task import TaskRecord, TaskStatus
 from src.schemas.task_query import LIMIT_MAX, LIST_QUERY_PARAMETER, MAX_OFFSET
 from src.schemas.tasks import (
     StatusFilter,
@@ -70,7 +70,7 @@ def _json(
     return Response(content, status_code, headers, media_type=_JSON)
 
 
-def _document(record: service.TaskRecord) -> dict[str, Any]:
+def _document(record: TaskRecord) -> dict[str, Any]:
     """A stored task in the TaskRead shape (the documented response model).
 
     Records come from our own table, already valid, so they skip a validation pass:
@@ -117,7 +117,7 @@ def _encode(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _one(record: service.TaskRecord, status_code: int = 200, **headers: str) -> Response:
+def _one(record: TaskRecord, status_code: int = 200, **headers: str) -> Response:
     return _json(_encode(_document(record)), status_code, headers or None)
 
 

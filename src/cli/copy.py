@@ -29,7 +29,7 @@ from src.cli.databases import (
 from src.cli.reporting import Progress, report_conflicts, summary
 from src.config.settings import Settings, load_settings
 from src.core.logging import configure_logging
-from src.services.transfer import TransferFailed, TransferReport, copy_tasks
+from src.database.transfer import TransferFailed, TransferReport, copy_tasks
 
 
 def copy(*, to: str, source: str | None, batch_size: int) -> int:

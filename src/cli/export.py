@@ -30,8 +30,8 @@ from src.cli.databases import (
 from src.cli.reporting import Progress
 from src.config.settings import load_settings
 from src.core.logging import configure_logging
+from src.database.transfer import read_batches
 from src.services.task_lines import encode_task
-from src.services.transfer import read_batches
 
 
 def export(*, output: str | None, force: bool, batch_size: int) -> int:

@@ -1,5 +1,5 @@
 """`python -m src import FILE` (`-` for stdin): load a JSON Lines export into the configured
-database, idempotent by id (newest `updated_at` wins, `src.services.transfer`).
+database, idempotent by id (newest `updated_at` wins, `src.database.transfer`).
 
 The whole file is validated first, with the API's rules (`src.services.task_lines`); one
 bad line and nothing is written, and every bad line (up to `MAX_REPORTED`) is named.
@@ -30,9 +30,9 @@ from src.cli.databases import (
 from src.cli.reporting import Progress, report_conflicts, summary
 from src.config.settings import load_settings
 from src.core.logging import configure_logging
+from src.database.transfer import TransferFailed, TransferReport, in_batches, write_batches
+from src.models.task import TaskRecord
 from src.services.task_lines import LineError, read_tasks
-from src.services.tasks import TaskRecord
-from src.services.transfer import TransferFailed, TransferReport, in_batches, write_batches
 
 MAX_REPORTED = 20
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-# Mirrors src.services.transfer (not imported here: parsing must stay cheap).
+# Mirrors src.database.transfer (not imported here: parsing must stay cheap).
 _DEFAULT_BATCH = 500
 _MAX_BATCH = 5000
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from src.services.transfer import TransferReport
+from src.database.transfer import TransferReport
 
 INTERVAL_SECONDS = 2.0
 

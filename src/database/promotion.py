@@ -1,6 +1,6 @@
 """Moving the fallback's tasks into the primary, once the primary answers.
 
-Idempotent by task id, the newest `updated_at` wins (src.services.transfer upserts), and
+Idempotent by task id, the newest `updated_at` wins (src.database.transfer upserts), and
 done under SQLite's write lock: the fallback's rows are read, upserted into the primary
 batch by batch, then deleted from the fallback, all in one SQLite write transaction. Two
 workers sharing the file therefore never move the same rows twice, writes to the
@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from src.services.tasks import TaskRecord, tasks_table
-from src.services.transfer import DEFAULT_BATCH_SIZE, upsert_tasks
+from src.database.transfer import DEFAULT_BATCH_SIZE, upsert_tasks
+from src.models.task import TaskRecord, tasks_table
 
 _MARKER = sa.Table(
     "todo_fallback_for",

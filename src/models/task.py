@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -67,3 +67,22 @@ class Task(SQLModel, table=True):
     status: str = Field(default=TaskStatus.PENDING.value, max_length=16)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+tasks_table: sa.Table = Task.__table__  # type: ignore[attr-defined]
+
+
+class TaskRecord(NamedTuple):
+    """One task as stored: a row of `tasks_table`, its columns in this order."""
+
+    id: str
+    title: str
+    description: str | None
+    status: str
+    user_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# The table's columns in TaskRecord's order, for selecting rows that become records.
+RECORD_COLUMNS = tuple(tasks_table.c[name] for name in TaskRecord._fields)

@@ -31,9 +31,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from src.auth.dependencies import USER_ID_MAX, USER_ID_PATTERN
-from src.models.task import TaskStatus
+from src.models.task import TaskRecord, TaskStatus
 from src.schemas.tasks import Description, TaskStatusValue, Title
-from src.services.tasks import TaskRecord
 
 # Far above any valid line: 10 000 description characters written as 12-byte surrogate
 # pair escapes are 120 KB, everything else a few KB more.

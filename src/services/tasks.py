@@ -10,33 +10,20 @@ per request, and each operation is the fewest round trips that keep it correct
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from src.database.transactions import retrying
-from src.models.task import Task, TaskStatus, utc_now
+from src.models.task import RECORD_COLUMNS, TaskRecord, TaskStatus, tasks_table, utc_now
 from src.schemas.tasks import StatusFilter
 from src.services.errors import TaskNotFound
 
-tasks_table: sa.Table = Task.__table__  # type: ignore[attr-defined]
 _c = tasks_table.c
-_COLUMNS = (_c.id, _c.title, _c.description, _c.status, _c.user_id, _c.created_at, _c.updated_at)
+_COLUMNS = RECORD_COLUMNS
 _ONE_MICROSECOND = timedelta(microseconds=1)
-
-
-class TaskRecord(NamedTuple):
-    """One task as stored (fields in `_COLUMNS` order)."""
-
-    id: str
-    title: str
-    description: str | None
-    status: str
-    user_id: str
-    created_at: datetime
-    updated_at: datetime
 
 
 class TaskPage(NamedTuple):

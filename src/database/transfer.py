@@ -16,7 +16,7 @@ without duplicating anything. The write is the backend's native upsert with the 
 its condition (`ON CONFLICT … DO UPDATE … WHERE` on PostgreSQL and SQLite, `ON DUPLICATE
 KEY UPDATE` with conditional values on MySQL/MariaDB), so a row changed by someone else
 between the read and the write is still never overwritten with something older; only
-new and newer tasks are sent at all (the statements are in `src.services.task_upsert`).
+new and newer tasks are sent at all (the statements are in `src.database.task_upsert`).
 
 Reading pages by id (keyset), each page on a short connection of its own: memory stays
 at one batch, and no connection is held longer than a batch takes (PostgreSQL engines
@@ -34,8 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from src.database.engine import SQLITE_WRITE
-from src.services.task_upsert import existing_tasks, write_tasks
-from src.services.tasks import TaskRecord, tasks_table
+from src.database.task_upsert import existing_tasks, write_tasks
+from src.models.task import TaskRecord, tasks_table
 
 DEFAULT_BATCH_SIZE = 500
 MAX_BATCH_SIZE = 5000

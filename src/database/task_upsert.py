@@ -1,7 +1,7 @@
 """The two statements of a merge, per backend: read the tasks already stored under some ids,
 and write tasks "newest wins" with the backend's native upsert.
 
-The write's condition repeats the rule `src.services.transfer` applies (replace only a
+The write's condition repeats the rule `src.database.transfer` applies (replace only a
 row of the same user with a strictly older `updated_at`), so it stays right even if
 another writer changed a row after it was read.
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from src.services.tasks import TaskRecord, tasks_table
+from src.models.task import TaskRecord, tasks_table
 
 _c = tasks_table.c
 _NAMES = TaskRecord._fields
