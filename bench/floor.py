@@ -23,7 +23,7 @@ over one connection opened at start-up (WAL and the app's pragmas); a statement 
 well under a millisecond, less than a hop to a worker thread would. Nothing else runs
 between two statements of one request (no await between them), so a list's page and
 count see one state without an explicit read transaction. PostgreSQL: in the thread pool,
-over a small pool of psycopg connections (BENCH_PG_POOL, default 4), a worker thread per
+over a small pool of psycopg connections (BENCH_PG_POOL, default 8), a worker thread per
 connection.
 
     BENCH_DATABASE=sqlite:////path/todo.db (or postgresql://…) BETTER_AUTH_SECRET=… \\
@@ -66,7 +66,7 @@ T = TypeVar("T")
 DATABASE = os.environ.get("BENCH_DATABASE", "")
 SECRET = os.environ.get("BETTER_AUTH_SECRET", "").encode()
 IS_SQLITE = DATABASE.startswith("sqlite:")
-PG_POOL = int(os.environ.get("BENCH_PG_POOL", "4"))
+PG_POOL = int(os.environ.get("BENCH_PG_POOL", "8"))
 
 # What the app's statements compile to (src.services.tasks), per dialect.
 _COLUMNS = (
