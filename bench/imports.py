@@ -10,16 +10,17 @@ the heaviest cumulative entries.
 It then lists the *roots*: the modules of others that our modules import directly (what
 a lazy import in our code can move), with the cumulative time of their first import.
 A candidate's saving is measured, not read off the tree (importtime charges a shared
-dependency to whoever imports it first): fresh processes import every root in
-src.main's order, with and without the candidate's roots (`a+b` names several); the
-difference is what start-up would no longer pay if our code imported them lazily, the
-modules only they need included. Everything our modules' own bodies do (building
+dependency to whoever imports it first): a fresh process imports every other root, then
+times importing the candidate's roots (`a+b` names several). That is what start-up
+would no longer pay if our code imported them lazily: the modules only they need are
+in it, those the other roots load anyway are not. Everything our modules' own bodies do (building
 routes, pydantic models) is outside both, so it stays in the "src" rows above.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -86,17 +87,21 @@ def _group(module: str) -> str:
 # CPU time, not wall time: importing is CPU work once the files are cached, and CPU time
 # is far less disturbed by whatever else the machine runs.
 _TIMED = """
-import importlib, sys, time
+import importlib, json, sys, time
+before, timed = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for name in before:
+    importlib.import_module(name)
 started = time.process_time()
-for name in sys.argv[1:]:
+for name in timed:
     importlib.import_module(name)
 print((time.process_time() - started) * 1000)
 """
 
 
-def _time_imports(tree: Path, names: list[str]) -> float:
+def _time_imports(tree: Path, names: list[str], before: list[str] | None = None) -> float:
+    """CPU ms to import `names` in a fresh process, after `before`."""
     done = subprocess.run(
-        [sys.executable, "-c", _TIMED, *names],
+        [sys.executable, "-c", _TIMED, json.dumps(before or []), json.dumps(names)],
         cwd=tree,
         env=_env(tree),
         capture_output=True,
@@ -108,12 +113,9 @@ def _time_imports(tree: Path, names: list[str]) -> float:
 
 def saving_ms(tree: Path, ordered_roots: list[str], candidate: str, runs: int) -> float:
     """Median CPU ms saved at start-up if our code did not import `candidate` (`a+b+…`)."""
-    left_out = set(candidate.split("+"))
-    rest = [name for name in ordered_roots if name not in left_out]
-    savings = []
-    for _ in range(runs):  # interleaved, so that load drift affects both alike
-        savings.append(_time_imports(tree, ordered_roots) - _time_imports(tree, rest))
-    return statistics.median(savings)
+    timed = candidate.split("+")
+    rest = [name for name in ordered_roots if name not in timed]
+    return statistics.median(_time_imports(tree, timed, rest) for _ in range(runs))
 
 
 def main() -> int:
