@@ -1,11 +1,15 @@
 """Benchmark the app against the floor (bench/floor.py) with wrk, A-B-B-A.
 
-    python -m bench.run                      # SQLite and PostgreSQL, 10 s per run
-    python -m bench.run --backend sqlite --duration 5
+    python -m bench.run                      # SQLite and PostgreSQL, 6 s per leg
+    python -m bench.run --backend sqlite --duration 10 --cold-runs 7
 
-Reports requests/s, p50/p99 latency and non-2xx count at 32 connections for "list 50
-tasks" and "create a task", cold start (process start to first /health) and resident
-memory after the runs, for the app and for the floor, and the app/floor ratio.
+For "list 50 tasks" and "create a task" at 32 connections (one server worker, wrk on the
+same machine), in the order app, floor, floor, app so that drift cancels: requests/s,
+the app/floor ratio, p50/p99 latency, errors (non-2xx responses and socket errors) and
+resident memory after the legs, for the app and the floor. Then cold start, measured as
+the image runs it (bench.coldstart: a fresh copy of the tree without __pycache__,
+PYTHONDONTWRITEBYTECODE=1, to the first /health; median of --cold-runs), plain and
+precompiled; and what one client streaming an 80 MB header costs (bench.headlimit).
 Needs wrk (Debian: apt-get install wrk) and, for PostgreSQL, the server on 127.0.0.1.
 """
 
@@ -29,6 +33,8 @@ from typing import Any
 
 import httpx2 as httpx
 import jwt
+
+from bench import coldstart, headlimit
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-" + "x" * 40
@@ -61,20 +67,7 @@ def free_port() -> int:
 @contextmanager
 def server(kind: str, env: dict[str, str], workdir: Path) -> Iterator[dict[str, Any]]:
     port = free_port()
-    if kind == "app":
-        argv = [sys.executable, "-m", "src", "serve", "--port", str(port), "--workers", "1"]
-    else:
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.floor:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
+    argv = coldstart.command(kind, port)
     started = time.monotonic()
     process = subprocess.Popen(
         argv,
@@ -152,13 +145,16 @@ def parse_wrk(output: str) -> dict[str, Any]:
     total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
+    socket_total = 0
+    if socket_errors:  # "connect 0, read 3, write 0, timeout 0"
+        socket_total = sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
     return {
         "rps": rps,
         "p50_ms": p50,
         "p99_ms": p99,
         "requests": total,
-        "errors": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": socket_errors.group(1) if socket_errors else None,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": socket_total,
     }
 
 
@@ -172,10 +168,11 @@ def seed(base: str) -> None:
 
 
 @contextmanager
-def database(backend: str, workdir: Path) -> Iterator[dict[str, str]]:
+def database(backend: str, workdir: Path) -> Iterator[tuple[dict[str, str], str]]:
+    """(the app's environment for it, the floor's BENCH_DATABASE)."""
     if backend == "sqlite":
         path = workdir / "bench.db"
-        yield {"app": {"SQLITE_PATH": str(path)}, "floor": f"sqlite:///{path}"}  # type: ignore[misc]
+        yield {"SQLITE_PATH": str(path)}, f"sqlite:///{path}"
         return
     import psycopg
 
@@ -184,21 +181,15 @@ def database(backend: str, workdir: Path) -> Iterator[dict[str, str]]:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     try:
-        yield {"app": {"DATABASE_URL": url}, "floor": url}  # type: ignore[misc]
+        yield {"DATABASE_URL": url}, url
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def cold_starts(kind: str, env: dict[str, str], workdir: Path, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        with server(kind, env, workdir) as info:
-            times.append(info["cold_start"])
-    return statistics.median(times)
-
-
-def bench_backend(backend: str, duration: int, connections: int) -> dict[str, Any]:
+def bench_backend(
+    backend: str, duration: int, connections: int, cold_runs: int, head_mb: float
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"todo-bench-{backend}-"))
     base_env = {
         k: v
@@ -208,9 +199,9 @@ def bench_backend(backend: str, duration: int, connections: int) -> dict[str, An
     base_env.update(BETTER_AUTH_SECRET=SECRET, LOG_LEVEL="warning", HOME=str(workdir))
     results: dict[str, Any] = {"backend": backend, "runs": {}}
     try:
-        with database(backend, workdir) as db:
-            app_env = {**base_env, **db["app"]}  # type: ignore[dict-item]
-            floor_env = {**base_env, "BENCH_DATABASE": db["floor"]}  # type: ignore[dict-item]
+        with database(backend, workdir) as (app_database, floor_database):
+            app_env = {**base_env, **app_database}
+            floor_env = {**base_env, "BENCH_DATABASE": floor_database}
             with server("app", app_env, workdir) as info:  # migrate and seed once
                 seed(info["base"])
             for phase, script, user, path in (
@@ -227,10 +218,15 @@ def bench_backend(backend: str, duration: int, connections: int) -> dict[str, An
                         run["rss_mb"] = round(rss_mb(info["pid"]), 1)
                         runs[kind].append(run)
                 results["runs"][phase] = runs
-            results["cold_start_s"] = {
-                "app": round(cold_starts("app", app_env, workdir), 3),
-                "floor": round(cold_starts("floor", floor_env, workdir), 3),
-            }
+            both_env = {**app_env, "BENCH_DATABASE": floor_env["BENCH_DATABASE"]}
+            results["cold_start_s"] = coldstart.cold_starts(both_env, cold_runs)
+            if head_mb:
+                results["head_limit"] = {}
+                for kind, env in (("app", app_env), ("floor", floor_env)):
+                    with server(kind, env, workdir) as info:
+                        port = int(info["base"].rsplit(":", 1)[1])
+                        measured = headlimit.measure("127.0.0.1", port, info["pid"], head_mb)
+                        results["head_limit"][kind] = measured
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return summarise(results)
@@ -240,6 +236,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "backend": results["backend"],
         "cold_start_s": results["cold_start_s"],
+        "head_limit": results.get("head_limit"),
     }
     for phase, runs in results["runs"].items():
         row: dict[str, Any] = {}
@@ -248,55 +245,88 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 "rps": round(statistics.mean(s["rps"] for s in samples), 1),
                 "p50_ms": round(statistics.mean(s["p50_ms"] for s in samples), 2),
                 "p99_ms": round(statistics.mean(s["p99_ms"] for s in samples), 2),
-                "errors": sum(s["errors"] for s in samples),
+                "non2xx": sum(s["non2xx"] for s in samples),
+                "socket_errors": sum(s["socket_errors"] for s in samples),
                 "rss_mb": max(s["rss_mb"] for s in samples),
             }
         row["ratio"] = round(row["app"]["rps"] / row["floor"]["rps"], 2)
+        row["p99_ratio"] = round(row["app"]["p99_ms"] / row["floor"]["p99_ms"], 2)
         summary[phase] = row
     return summary
 
 
-def render(summaries: list[dict[str, Any]]) -> str:
+def render(summaries: list[dict[str, Any]], cold_runs: int) -> str:
     lines = [
         "| backend | endpoint | app req/s | floor req/s | app/floor | app p50 / p99 ms "
-        "| floor p50 / p99 ms | app errors | app RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| floor p50 / p99 ms | p99 app/floor | errors app / floor | RSS MB app / floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for summary in summaries:
         for phase in ("list", "create"):
             row = summary[phase]
             app, floor = row["app"], row["floor"]
+            errors = [
+                f"{side['non2xx'] + side['socket_errors']}"
+                + (f" ({side['socket_errors']} socket)" if side["socket_errors"] else "")
+                for side in (app, floor)
+            ]
             lines.append(
                 f"| {summary['backend']} | {phase} | {app['rps']:.0f} | {floor['rps']:.0f} "
                 f"| {row['ratio']:.2f} | {app['p50_ms']:.1f} / {app['p99_ms']:.1f} "
-                f"| {floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} | {app['errors']} "
-                f"| {app['rss_mb']:.0f} |"
+                f"| {floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} | {row['p99_ratio']:.2f} "
+                f"| {errors[0]} / {errors[1]} | {app['rss_mb']:.0f} / {floor['rss_mb']:.0f} |"
             )
     for summary in summaries:
         cold = summary["cold_start_s"]
         lines.append(
-            f"\nCold start ({summary['backend']}, median of 5, process start to first /health): "
-            f"app {cold['app'] * 1000:.0f} ms, floor {cold['floor'] * 1000:.0f} ms"
+            f"\nCold start ({summary['backend']}), to first /health, median of {cold_runs}:"
         )
+        for variant, label in (
+            ("", "as the image ran before precompiling (stdlib and our code from source)"),
+            ("_compiled", "precompiled as the Dockerfile now does"),
+            ("_fresh_copy", "fresh copy without __pycache__, compiled stdlib"),
+        ):
+            app, floor = cold["app" + variant], cold["floor" + variant]
+            lines.append(
+                f"* {label}: app {app * 1000:.0f} ms, floor {floor * 1000:.0f} ms "
+                f"({app / floor:.1f}x)"
+            )
+    for summary in summaries:
+        for kind, head in (summary.get("head_limit") or {}).items():
+            answer = head.get("status_line") or head.get("read_error") or "no answer"
+            lines.append(
+                f"\n{head['header_mb']:g} MB header, {kind}: {answer!r} after "
+                f"{head.get('answered_s', head.get('closed_s'))} s ({head['sent_mb']} MB sent), "
+                f"server CPU {head['server_cpu_s']} s, concurrent /health at worst "
+                f"{head['health_max_ms']} ms"
+            )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=6, help="seconds per leg (default 6)")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--cold-runs", type=int, default=5, help="cold starts per kind")
+    parser.add_argument(
+        "--head-mb", type=float, default=80, help="header size for the head-limit check (0: skip)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    summaries = [bench_backend(b, args.duration, args.connections) for b in backends]
+    summaries = [
+        # The head limit does not depend on the database: measured with the first only.
+        bench_backend(b, args.duration, args.connections, args.cold_runs, args.head_mb * (i == 0))
+        for i, b in enumerate(backends)
+    ]
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"{stamp}.json").write_text(json.dumps(summaries, indent=2))
-    print(render(summaries))
+    print(render(summaries, args.cold_runs))
     return 0
 
 

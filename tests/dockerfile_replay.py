@@ -9,8 +9,11 @@ change the build state (BuildKit creates a missing WORKDIR owned by the current 
 site-packages: every pinned version must be the one installed here, and the packages'
 console scripts are linked where pip would put them ($HOME/.local/bin for a non-root
 user, /usr/local/bin for root). The base image's /usr/local/bin/python is the test
-interpreter, laid out as a venv over the same packages. Any other `RUN` is refused, so
-the replay can never silently skip a step it does not understand.
+interpreter, laid out as a venv over the same packages. `python -m compileall` runs for
+real, as the current user, on what the build copied; on the base image's standard
+library (this machine's stands in for it, compiled already) only the permission to write
+it is checked. Any other `RUN` is refused, so the replay can never silently skip a step
+it does not understand.
 
 `run()` then starts the image's CMD the way a container starts: as the USER's uid
 (setpriv), in the WORKDIR, with the image's environment plus the runtime secrets, in a
@@ -45,6 +48,7 @@ from typing import Any
 SPACE_UID = 1000
 APP_PORT = 7860
 BASE_IMAGE = "python:3.11-slim"
+BASE_STDLIB = "/usr/local/lib/python3.11"  # root's, in the base image
 # What python:3.11-slim itself sets.
 BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -329,6 +333,8 @@ def _run(image: Image, instruction: Instruction) -> None:
             "install",
         ]:
             _pip_install(image, argv[argv.index("install") + 1 :])
+        elif argv[:3] == ["python", "-m", "compileall"]:
+            _compileall(image, argv[3:])
         else:
             raise ReplayError(f"the replay does not know how to run {shlex.join(argv)!r}")
     image.log.append(f"RUN {instruction.args}")
@@ -386,6 +392,56 @@ def _pip_install(image: Image, args: list[str]) -> None:
             raise ReplayError(f"pip install -r {name}: not in the image at {image.workdir}")
         for requirement in _pinned(path):
             _link_console_scripts(image, requirement, bin_dir)
+
+
+def _compileall(image: Image, args: list[str]) -> None:
+    paths, i = [], 0
+    while i < len(args):
+        if args[i] == "-j":
+            i += 1
+        elif args[i] != "-q" and args[i].startswith("-"):
+            raise ReplayError(f"compileall option {args[i]} is not replayed")
+        elif args[i] != "-q":
+            paths.append(args[i])
+        i += 1
+    if not paths:
+        raise ReplayError("compileall without a path")
+    ours = []
+    for path in paths:
+        absolute = image.absolute(path)
+        if absolute == BASE_STDLIB or absolute.startswith(BASE_STDLIB + "/"):
+            if image.uid != 0:
+                raise ReplayError(
+                    f"compileall {path}: the base image's files are root's; uid {image.uid} "
+                    "cannot write bytecode beside them (compile before USER)"
+                )
+            continue
+        if not image.host(absolute).exists():
+            raise ReplayError(f"compileall {path}: not in the image")
+        ours.append(str(image.host(absolute)))
+    if not ours:
+        return
+    as_user = (
+        [_tool("setpriv"), f"--reuid={image.uid}", f"--regid={image.gid}", "--clear-groups"]
+        if image.uid != 0
+        else []
+    )
+    done = subprocess.run(
+        [*as_user, str(VENV_BIN / "python"), "-m", "compileall", "-q", *ours],
+        cwd=image.host(image.workdir),
+        env={"PATH": BASE_ENV["PATH"], "LANG": "C.UTF-8"},
+        capture_output=True,
+        text=True,
+    )
+    output = done.stdout + done.stderr
+    if "Permission denied" in output:
+        raise ReplayError(
+            f"compileall as uid {image.uid} cannot write bytecode beside {' '.join(paths)}: "
+            f"they are not owned by uid {image.uid} (COPY --chown)"
+        )
+    # compileall reports a directory it cannot list, and still exits 0.
+    if done.returncode != 0 or "Can't list" in output:
+        raise ReplayError(f"compileall failed:\n{output[-2000:]}")
 
 
 def _pinned(path: Path) -> list[tuple[str, str]]:
@@ -640,7 +696,12 @@ def run(
         f'{_tool("ip")} link set lo up && exec "$@"',
         "replay",
         *as_user,
-        *argv,
+        # The program as the runtime finds it in the image's PATH. Passed by that path,
+        # not by name: the stand-in interpreter's symlinks end under /root on this
+        # machine, which uid 1000 cannot search, so a lookup by name as that user fails
+        # (and Python, not finding itself, would lose its venv layout).
+        result.command_path or argv[0],
+        *argv[1:],
     ]
     log_path = image.root.parent / "server.log"
     with log_path.open("wb") as log:

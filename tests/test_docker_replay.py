@@ -7,6 +7,7 @@ deployments (no `--chown`, no `USER`/uid 1000, no port or host) must be detected
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -131,8 +132,49 @@ def test_replay_copies_only_what_the_image_runs(space: replay.Run) -> None:
 
 @needs_root
 def test_replay_installs_console_scripts_where_pip_would(space: replay.Run) -> None:
-    """A non-root pip install goes to ~/.local/bin; PATH in the image must include it."""
-    assert space.command_path == str(space.image.host("/home/user/.local/bin/uvicorn"))
+    """The CMD is the base image's python (`python -m src serve`); a non-root pip install
+    puts console scripts in ~/.local/bin, which PATH in the image must include."""
+    assert space.command_path == str(space.image.host("/usr/local/bin/python"))
+    assert "/home/user/.local/bin" in space.image.env["PATH"].split(":")
+
+
+@pytest.fixture(scope="module")
+def built() -> Iterator[replay.Image]:
+    """The image's filesystem, kept for the module (the `space` run removes its own);
+    under /tmp itself, which uid 1000 can reach (pytest's own tmp dirs are root's)."""
+    base = Path(tempfile.mkdtemp(prefix="todo-replay-built-"))
+    base.chmod(0o755)
+    root = base / "rootfs"
+    root.mkdir(mode=0o755)
+    try:
+        yield replay.build(DOCKERFILE.read_text(), ROOT, root)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@needs_root
+def test_replay_links_console_scripts_in_the_users_bin(built: replay.Image) -> None:
+    assert built.host("/home/user/.local/bin/uvicorn").is_symlink()
+
+
+@needs_root
+def test_replay_precompiles_the_app_for_a_start_that_never_writes_bytecode(
+    built: replay.Image,
+) -> None:
+    """PYTHONDONTWRITEBYTECODE=1: only bytecode made at build time is ever used, and it
+    must be valid for the source beside it (pyc header: flags 0, then the source mtime),
+    and owned by the Space's user like the rest of the app."""
+    assert built.env["PYTHONDONTWRITEBYTECODE"] == "1"
+    app = built.host(built.workdir)
+    for module in ("src/main.py", "src/http/protocol.py", "alembic/env.py"):
+        source = app / module
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        assert cached.exists(), module
+        assert cached.stat().st_uid == replay.SPACE_UID
+        header = cached.read_bytes()[:16]
+        assert header[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(header[4:8], "little") == 0  # checked against the source
+        assert int.from_bytes(header[8:12], "little") == int(source.stat().st_mtime)
 
 
 # -- what the replay detects ------------------------------------------------------------
@@ -158,11 +200,15 @@ def _drop_line(pattern: str) -> Mutation:
 
 
 BROKEN = {
+    # The app's bytecode is compiled as uid 1000, which cannot write into root's files.
     "no --chown": (_replace("--chown=user ", ""), "not owned by uid 1000"),
     "no USER": (_drop_line(r"USER \S+"), "runs as uid 0"),
     "uid 1001": (_replace("1000", "1001"), "runs as uid 1001"),
-    "no port": (_replace('"--port", "7860", ', ""), "it listens on 0.0.0.0:8000"),
-    "no host": (_replace('"--host", "0.0.0.0", ', ""), "it listens on 127.0.0.1:7860"),
+    "other port": (_replace('"serve"]', '"serve", "--port", "8000"]'), "on 0.0.0.0:8000"),
+    "loopback only": (
+        _replace('"serve"]', '"serve", "--host", "127.0.0.1"]'),
+        "it listens on 127.0.0.1:7860",
+    ),
     "no EXPOSE": (_drop_line(r"EXPOSE .*"), "EXPOSE does not declare 7860"),
 }
 
@@ -171,17 +217,18 @@ BROKEN = {
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_replay_detects_a_broken_dockerfile(name: str, venv_usable_by_the_space_uid: None) -> None:
     mutate, expected = BROKEN[name]
-    found = replay.problems(replay_dockerfile(mutate(DOCKERFILE.read_text())))
+    try:
+        found = replay.problems(replay_dockerfile(mutate(DOCKERFILE.read_text())))
+    except replay.ReplayError as failed:  # the build itself fails, as Docker's would
+        found = [str(failed)]
     assert any(expected in problem for problem in found), found
 
 
 @needs_root
-def test_the_images_python_has_the_pinned_packages(tmp_path: Path) -> None:
+def test_the_images_python_has_the_pinned_packages(built: replay.Image) -> None:
     """The stand-in for the image's /usr/local/bin/python (for a CMD that starts with
     `python`): the test interpreter, laid out as a venv with the test venv's packages."""
-    root = tmp_path / "rootfs"
-    root.mkdir()
-    image = replay.build(DOCKERFILE.read_text(), ROOT, root)
+    image = built
     python = image.host("/usr/local/bin/python")
     done = subprocess.run(
         [str(python), "-c", "import sys, uvicorn, sqlmodel, psycopg; print(sys.prefix)"],
@@ -203,6 +250,8 @@ def test_replay_refuses_steps_it_cannot_reproduce(tmp_path: Path) -> None:
         head + "COPY requirements.txt .\nRUN pip install -r requirements.txt\n": "not pinned",
         "FROM python:3.12\n": "base image must be python:3.11-slim",
         head + "COPY --from=builder /x /y\n": "COPY --from is not replayed",
+        head + "RUN python -m compileall -q /usr/local/lib/python3.11\n": "compile before USER",
+        head + "RUN python -m compileall -q missing\n": "not in the image",
     }
     for number, (dockerfile, message) in enumerate(cases.items()):
         root = tmp_path / f"root{number}"
@@ -228,9 +277,17 @@ def test_dockerfile_follows_the_space_recipe() -> None:
     # No compilers or headers: nothing installed from apt, pip never builds from source.
     assert "apt-get" not in runs and "apk " not in runs
     assert "--only-binary=:all:" in runs
+    # One definition of how the server runs (host, port, proxy headers, workers, the
+    # bounded request head): the same command as `python -m src serve` anywhere else.
     cmd = next(i for i in instructions if i.keyword == "CMD").exec_form
-    assert cmd is not None and cmd[:2] == ["uvicorn", "src.main:app"]
-    assert "--proxy-headers" in cmd
+    assert cmd == ["python", "-m", "src", "serve"]
+    # Bytecode made at build time, since a start never writes it: the standard library
+    # (as root, before USER) and our code.
+    compiles = [i for i in instructions if i.keyword == "RUN" and "compileall" in i.args]
+    assert len(compiles) == 2
+    assert keywords.index("USER") > instructions.index(compiles[0])
+    assert "/usr/local/lib/python3.11" in compiles[0].args
+    assert "src alembic" in compiles[1].args
 
 
 def test_requirements_are_pinned_and_are_what_the_tests_run() -> None:

@@ -56,6 +56,8 @@ def test_serve_defaults(uvicorn_calls: list[dict[str, Any]]) -> None:
     assert call["proxy_headers"] is True
     assert call["forwarded_allow_ips"] == "*"
     assert call["timeout_graceful_shutdown"] > 0
+    # The head-bounded protocol, as an import string that spawned workers can import.
+    assert call["http"] == "src.http.protocol:BoundedHttpToolsProtocol"
 
 
 def test_serve_reads_port_and_workers_from_the_environment(

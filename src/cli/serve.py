@@ -9,6 +9,9 @@ from src.core.logging import configure_logging
 
 # Uvicorn's graceful shutdown waits this long for in-flight requests after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 20
+# Uvicorn's httptools protocol with the request head bounded in size and time. An import
+# string, not the class: worker processes are spawned and import it themselves.
+HTTP_PROTOCOL = "src.http.protocol:BoundedHttpToolsProtocol"
 
 
 def serve(*, host: str, port: int | None, workers: int | None) -> int:
@@ -19,6 +22,7 @@ def serve(*, host: str, port: int | None, workers: int | None) -> int:
         host=host,
         port=port or settings.port,
         workers=workers or settings.web_concurrency,
+        http=HTTP_PROTOCOL,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,

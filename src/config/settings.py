@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     port: int = Field(default=7860, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64)
     forwarded_allow_ips: str = "*"
+    # Seconds a client has to send a complete request head (src.http.protocol).
+    http_header_timeout: float = Field(default=20.0, ge=0.5, le=600)
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
     # `minimal` keeps the state and the reason on `/` and `/config/database` but drops
