@@ -30,11 +30,12 @@ COPY --chown=user . .
 # a volume mounted here (`docker run -v todo-data:/home/user/app/data …`) starts writable.
 RUN python -m compileall -q -j 0 src alembic && mkdir -p data
 
-# 7860 is app_port in README.md. `python -m src serve` (src/cli/serve.py) runs uvicorn on
-# 0.0.0.0:$PORT (7860 unless PORT says otherwise) with proxy headers, WEB_CONCURRENCY
+# 7860 is app_port in README.md, and the image listens there whatever PORT says (a Space
+# routes to app_port). `python -m src serve` (src/cli/serve.py) runs uvicorn on 0.0.0.0
+# with proxy headers, WEB_CONCURRENCY
 # workers, FORWARDED_ALLOW_IPS (which proxies to trust; any, by default, as behind a
 # Space's proxy), the request head bounded in size and time (src/http/protocol.py) and
 # no access log (the app logs every request itself). On SIGTERM uvicorn drains in-flight
 # requests for up to 20 s, then the app's shutdown disposes the engine and checkpoints SQLite.
 EXPOSE 7860
-CMD ["python", "-m", "src", "serve"]
+CMD ["python", "-m", "src", "serve", "--port", "7860"]

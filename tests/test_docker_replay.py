@@ -204,9 +204,9 @@ BROKEN = {
     "no --chown": (_replace("--chown=user ", ""), "not owned by uid 1000"),
     "no USER": (_drop_line(r"USER \S+"), "runs as uid 0"),
     "uid 1001": (_replace("1000", "1001"), "runs as uid 1001"),
-    "other port": (_replace('"serve"]', '"serve", "--port", "8000"]'), "on 0.0.0.0:8000"),
+    "other port": (_replace('"--port", "7860"]', '"--port", "8000"]'), "on 0.0.0.0:8000"),
     "loopback only": (
-        _replace('"serve"]', '"serve", "--host", "127.0.0.1"]'),
+        _replace('"7860"]', '"7860", "--host", "127.0.0.1"]'),
         "it listens on 127.0.0.1:7860",
     ),
     "no EXPOSE": (_drop_line(r"EXPOSE .*"), "EXPOSE does not declare 7860"),
@@ -280,7 +280,7 @@ def test_dockerfile_follows_the_space_recipe() -> None:
     # One definition of how the server runs (host, port, proxy headers, workers, the
     # bounded request head): the same command as `python -m src serve` anywhere else.
     cmd = next(i for i in instructions if i.keyword == "CMD").exec_form
-    assert cmd == ["python", "-m", "src", "serve"]
+    assert cmd == ["python", "-m", "src", "serve", "--port", "7860"]
     # Bytecode made at build time, since a start never writes it: the standard library
     # (as root, before USER) and our code.
     compiles = [i for i in instructions if i.keyword == "RUN" and "compileall" in i.args]
