@@ -9,7 +9,7 @@ app's layers, doing everything the app does for the two benchmarked routes and
   same `X-Total-Count` rule (count only when the page cannot tell: src.services.tasks);
 * the same JSON (src.api.tasks `_document`: key order, ISO 8601 UTC with microseconds
   and `+00:00`, compact, UTF-8), the same headers (X-Request-ID echoed or generated,
-  nosniff, Referrer-Policy, Location on 201, CORS through Starlette's middleware);
+  nosniff, Referrer-Policy, Cache-Control, Location on 201, CORS through Starlette's middleware);
 * the same checks: the body (strict JSON object, `title` trimmed to 1-255 characters,
   `description` up to 10 000, no NUL or lone surrogate, at most 64 KiB), the query
   (`status`, `limit` 1-100, `offset`), the bearer token (HS256 through PyJWT, `exp`
@@ -161,6 +161,7 @@ def _document(row: Any) -> dict[str, Any]:
         "title": row[1],
         "description": row[2],
         "status": row[3],
+        "completed": row[3] == "completed",
         "user_id": row[4],
         "created_at": _iso(row[5]),
         "updated_at": _iso(row[6]),
@@ -215,6 +216,7 @@ def _insert(record: tuple[Any, ...]) -> Callable[[Any], None]:
 _SECURITY = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Cache-Control": "no-store",
 }
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CONTROL_OR_SLASH = re.compile(r"[\x00-\x1f\x7f/]")
