@@ -69,6 +69,17 @@ SPECS: tuple[BlockSpec, ...] = (
         server_env={"CORS_ORIGINS": "https://my-app.vercel.app/"},
         output=(r"(?im)^access-control-allow-origin: https://my-app\.vercel\.app\r?$",),
     ),
+    BlockSpec(
+        '["replication"]',
+        server_env={"SQLITE_REPLICA_URL": "file://{workdir}/replica"},
+        output=(r"(?m)^replicating file://.*/replica$",),
+    ),
+    BlockSpec(
+        "copy --from",
+        env={"NEW_DATABASE_URL": "{pg_url}"},
+        output=(r"inserted|copied|\d+ task",),
+    ),
+    BlockSpec("export --output", output=(r"(?i)\d+ task",)),
 )
 
 
@@ -170,6 +181,7 @@ curl() {
 }
 """
 EPILOGUE = r"""
+: > "$README_STATE.next"
 for __name in $(compgen -v | grep -vxF -e "$__names_before" -e __name -e __names_before); do
     declare -p "$__name" 2>/dev/null >> "$README_STATE.next" || true
 done
@@ -204,8 +216,15 @@ class Sandbox:
         state.write_text("")
         return cls(workdir, home, state, base / "statuses")
 
+    pg_url: str = ""
+
     def env(self, api: str, extra: Mapping[str, str] = {}) -> dict[str, str]:
-        values = {"workdir": str(self.workdir), "home": str(self.home), "api": api}
+        values = {
+            "workdir": str(self.workdir),
+            "home": str(self.home),
+            "api": api,
+            "pg_url": self.pg_url,
+        }
         env = clean_env(HOME=str(self.home))
         for name in ("VIRTUAL_ENV", "PYTHONPATH", "CORS_ORIGINS", "LOG_FORMAT", "LOG_LEVEL"):
             env.pop(name, None)
@@ -278,8 +297,10 @@ def run_block(block: Block, sandbox: Sandbox, server: Server) -> subprocess.Comp
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    yield Sandbox.create(tmp_path)
+def sandbox(tmp_path: Path, pg_url: str) -> Iterator[Sandbox]:
+    created = Sandbox.create(tmp_path)
+    created.pg_url = pg_url  # a fresh PostgreSQL database, for the `copy` example
+    yield created
 
 
 def test_the_readme_shell_blocks_work(sandbox: Sandbox) -> None:
