@@ -248,8 +248,9 @@ def _persistence(
         return True, f"{path} is on a mounted volume ({volume}), so it survives restarts."
     return False, (
         f"On a Hugging Face Space, {path} is on the container disk, which is wiped on every "
-        "restart and rebuild; set DATABASE_URL to an external database to keep data (a "
-        "Storage Bucket mounted at /data has refused writes from the Space's uid 1000)."
+        "restart and rebuild; to keep data, set SQLITE_REPLICA_URL (replicated to a bucket) "
+        "or DATABASE_URL (an external database). A Storage Bucket mounted at /data has "
+        "refused writes from the Space's uid 1000."
     )
 
 
