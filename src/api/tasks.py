@@ -113,6 +113,20 @@ def _status_filter(status: StatusFilter, completed: bool | None) -> StatusFilter
     return wanted
 
 
+def _listed(task: service.ListedTask) -> dict[str, Any]:
+    """A listed task in the TaskRead shape (its timestamps are ISO text already)."""
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status,
+        "completed": task.status == _COMPLETED,
+        "user_id": task.user_id,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+    }
+
+
 def _encode(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -138,7 +152,7 @@ async def list_tasks(
 ) -> Response:
     status = _status_filter(status, completed)
     page = await db.read(service.list_tasks, user_id, status, limit, offset)
-    body = _encode([_document(record) for record in page.items])
+    body = _encode([_listed(task) for task in page.items])
     return _json(body, headers={"X-Total-Count": str(page.total)})
 
 

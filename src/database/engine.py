@@ -188,7 +188,10 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
         # A deferred transaction that reads and then writes can fail with SQLITE_BUSY
         # without waiting (its snapshot is stale); writers lock up front instead.
         write = connection.get_execution_options().get(SQLITE_WRITE, True)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # On the driver's connection: a full SQLAlchemy execution of BEGIN would cost more
+        # than the query it opens. SQLite errors here (SQLITE_BUSY) reach the caller as
+        # sqlite3 errors, which src.database.error_codes reads like any other.
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _enable_wal(cursor: Any) -> None:

@@ -152,6 +152,10 @@ def _code_of_one(error: BaseException) -> Code | None:
     sqlstate = getattr(error, "sqlstate", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         return _PG_STATES.get(sqlstate) or _PG_CLASSES.get(sqlstate[:2], Code.OTHER)
+    if _is_psycopg_operational(error):
+        # psycopg raises OperationalError without a SQLSTATE when the connection itself
+        # failed (closed under a statement, unreadable socket): the server said nothing.
+        return Code.CONNECTION_LOST
     if isinstance(error, sqlite3.Error):
         code = getattr(error, "sqlite_errorcode", None)
         return _SQLITE_CODES.get(code & 0xFF, Code.OTHER) if isinstance(code, int) else None
@@ -171,6 +175,12 @@ def _code_of_one(error: BaseException) -> Code | None:
     if isinstance(error, ConnectionError | BrokenPipeError):
         return Code.CONNECTION_LOST
     return None
+
+
+def _is_psycopg_operational(error: BaseException) -> bool:
+    return type(error).__module__.startswith("psycopg") and any(
+        cls.__name__ == "OperationalError" for cls in type(error).__mro__
+    )
 
 
 def _is_mysql_error(error: BaseException) -> bool:

@@ -29,6 +29,7 @@ from src.database.engine import checkpoint_sqlite, create_database_engine
 from src.database.errors import DatabaseStarting, DatabaseUnavailable
 from src.database.failures import Failure
 from src.database.fallback import FallbackRunner
+from src.database.inline import InlineSqlite
 from src.database.migrations import upgrade_to_head
 from src.database.resolver import Resolution, describe_server, resolve_database_url
 from src.database.sqlite_locator import SqliteLocation, locate_for
@@ -108,7 +109,7 @@ class DatabaseManager:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        database, self._database = self._database, None
+        database = self.stop_serving()
         if database is not None:
             await asyncio.to_thread(self._close_engine, database.engine)
         # After the engine: Litestream's final sync then holds every committed write.
@@ -237,7 +238,8 @@ class DatabaseManager:
 
     def serve(self, engine: Engine, *, primary: bool, outcome: Ready) -> None:
         """Start answering data requests from `engine`."""
-        self._database = Database(engine, self, self.settings.database_statement_timeout)
+        inline = InlineSqlite(engine) if _sqlite_file(engine) else None
+        self._database = Database(engine, self, self.settings.database_statement_timeout, inline)
         if primary:
             self.status.using_fallback = False
             self._probe_engine = self._probe_engine or create_database_engine(
@@ -255,6 +257,8 @@ class DatabaseManager:
 
     def stop_serving(self) -> Database | None:
         database, self._database = self._database, None
+        if database is not None and database.inline is not None:
+            database.inline.close()
         return database
 
     # -- run time ----------------------------------------------------------
@@ -333,3 +337,13 @@ class DatabaseManager:
         except Exception:
             logger.warning("SQLite checkpoint at shutdown failed", exc_info=True)
         engine.dispose()
+
+
+def _sqlite_file(engine: Engine) -> bool:
+    """A SQLite file (not the shared-cache memory database, which takes one connection)."""
+    url = engine.url
+    return (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and url.query.get("mode") != "memory"
+    )

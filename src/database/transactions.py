@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -45,8 +46,22 @@ from src.database.errors import (
     DataRejected,
 )
 from src.database.failures import Failure, classify, connection_lost, sanitize
+from src.database.inline import Deferred, InlineSqlite
 
 logger = logging.getLogger(__name__)
+
+
+def _driver_error(error: BaseException) -> bool:
+    """What a unit of work's database calls may raise. The task queries run on the driver's
+    cursor (src.database.statements), so the drivers' own errors arrive unwrapped;
+    psycopg's and PyMySQL's are told by their module, so that neither driver is imported
+    where it is not used."""
+    if isinstance(error, sa_exc.SQLAlchemyError | OSError | sqlite3.Error):
+        return True
+    return isinstance(error, Exception) and type(error).__module__.startswith(
+        ("psycopg", "pymysql")
+    )
+
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,11 +99,13 @@ class _Failed(DatabaseError):
 
 @dataclass(frozen=True)
 class Database:
-    """The engine in use and how a request runs work on it."""
+    """The engine in use and how a request runs work on it. `inline`: SQLite, whose work
+    runs on the event loop when it can (src.database.inline)."""
 
     engine: Engine
     monitor: FaultMonitor | None
     statement_timeout: float
+    inline: InlineSqlite | None = None
 
     async def read(
         self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kw: P.kwargs
@@ -120,10 +137,19 @@ class Database:
         return await self._run("write_one", True, _bind(work, *args, **kw))
 
     async def _run(self, mode: Mode, idempotent: bool, work: Callable[[Connection], T]) -> T:
-        if request_deadline.get() is None:
-            request_deadline.set(Deadline.after(self.statement_timeout))
-        call = partial(_run_sync, self.engine, mode, idempotent, work)
         try:
+            if self.inline is not None:
+                try:
+                    return self.inline.run(mode != "read", work)
+                except Deferred:
+                    pass  # the thread below waits for the lock, or runs without a budget
+                except Exception as error:
+                    if not _driver_error(error):
+                        raise
+                    _raise_translated(error, "work", self.engine, mode, retried=False)
+            if request_deadline.get() is None:
+                request_deadline.set(Deadline.after(self.statement_timeout))
+            call = partial(_run_sync, self.engine, mode, idempotent, work)
             return await anyio.to_thread.run_sync(call, limiter=gate_for(self.engine).limiter)
         except _Failed as failed:
             if self.monitor is not None:
@@ -146,7 +172,9 @@ def _bind(
 def _run_sync(engine: Engine, mode: Mode, idempotent: bool, work: Callable[[Connection], T]) -> T:
     try:
         return _attempt(engine, mode, work)
-    except (sa_exc.SQLAlchemyError, OSError) as first:
+    except Exception as first:
+        if not _driver_error(first):
+            raise
         stage = getattr(first, "_todo_stage", "work")
         if not _may_retry(first, stage, mode, idempotent):
             _raise_translated(first, stage, engine, mode, retried=False)
@@ -154,7 +182,9 @@ def _run_sync(engine: Engine, mode: Mode, idempotent: bool, work: Callable[[Conn
     token = retrying.set(True)
     try:
         return _attempt(engine, mode, work)
-    except (sa_exc.SQLAlchemyError, OSError) as second:
+    except Exception as second:
+        if not _driver_error(second):
+            raise
         _raise_translated(second, getattr(second, "_todo_stage", "work"), engine, mode, True)
     finally:
         retrying.reset(token)
@@ -181,9 +211,16 @@ def _attempt(engine: Engine, mode: Mode, work: Callable[[Connection], T]) -> T:
                 connection.execution_options(isolation_level="AUTOCOMMIT")
             stage = "work"
             transaction = connection.begin()
-            result = work(connection)
-            stage = "commit"
-            transaction.commit()
+            try:
+                result = work(connection)
+                stage = "commit"
+                transaction.commit()
+            except BaseException as error:
+                if code_of(error) in (Code.TERMINATED, Code.CONNECTION_LOST):
+                    # The driver's own error (raw cursor): tell the pool this connection
+                    # is dead rather than let it try to reset it.
+                    connection.invalidate()
+                raise
             return result
     except BaseException as error:
         error._todo_stage = stage  # type: ignore[attr-defined]

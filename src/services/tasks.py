@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from src.database.error_codes import Code, code_of
+from src.database.statements import IsoTimestamp, execute, loaded, stored
 from src.database.transactions import retrying
 from src.models.task import RECORD_COLUMNS, TaskRecord, TaskStatus, tasks_table, utc_now
 from src.schemas.tasks import StatusFilter
@@ -26,8 +28,21 @@ _COLUMNS = RECORD_COLUMNS
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
+class ListedTask(NamedTuple):
+    """A task as the list returns it: `TaskRecord`'s fields, the timestamps already ISO 8601
+    text (UTC, microseconds, `+00:00`)."""
+
+    id: str
+    title: str
+    description: str | None
+    status: str
+    user_id: str
+    created_at: str
+    updated_at: str
+
+
 class TaskPage(NamedTuple):
-    items: list[TaskRecord]
+    items: list[ListedTask]
     total: int
 
 
@@ -40,9 +55,17 @@ _OWNED = (_c.id == _TASK, _c.user_id == _USER)
 _NEWEST_FIRST = (_c.created_at.desc(), _c.id.desc())
 
 
+# The list's timestamps come formatted by the database (src.database.statements).
+_LISTED_COLUMNS = (
+    *_COLUMNS[:5],
+    IsoTimestamp(_c.created_at).label("created_at"),
+    IsoTimestamp(_c.updated_at).label("updated_at"),
+)
+
+
 def _page(*where: sa.ColumnElement[bool]) -> sa.Select[Any]:
     return (
-        sa.select(*_COLUMNS)
+        sa.select(*_LISTED_COLUMNS)
         .where(*where)
         .order_by(*_NEWEST_FIRST)
         .limit(sa.bindparam("p_limit", type_=sa.Integer))
@@ -64,7 +87,14 @@ _FIND = sa.select(*_COLUMNS).where(*_OWNED)
 # writers), so concurrent toggles and edits of one task apply one after the other.
 _FIND_FOR_UPDATE = _FIND.with_for_update()
 _INSERT = sa.insert(tasks_table)
+_INSERT_KEYS = TaskRecord._fields
+_UPDATE = sa.update(tasks_table).where(*_OWNED)
 _DELETE = sa.delete(tasks_table).where(*_OWNED)
+
+
+def _record(row: Any) -> TaskRecord:
+    i, title, description, status, user, created, updated = row
+    return TaskRecord(i, title, description, status, user, loaded(created), loaded(updated))
 
 
 def list_tasks(
@@ -73,11 +103,11 @@ def list_tasks(
     """Newest first; ties (same microsecond) broken by id so pages never overlap."""
     page, count = _LIST_ALL if status == "all" else _LIST_STATUS
     params = {"p_user": user_id, "p_status": status, "p_limit": limit, "p_offset": offset}
-    items = [TaskRecord._make(row) for row in conn.execute(page, params)]
+    items = list(map(ListedTask._make, execute(conn, page, params).fetchall()))
     if 0 < len(items) < limit or (not items and offset == 0):
         # A partial page ends the list: the total is known without counting.
         return TaskPage(items, offset + len(items))
-    return TaskPage(items, int(conn.execute(count, params).scalar_one()))
+    return TaskPage(items, int(execute(conn, count, params).fetchone()[0]))
 
 
 def new_task(
@@ -100,24 +130,27 @@ def new_task(
 def create_task(conn: Connection, record: TaskRecord) -> TaskRecord:
     """Insert `record`; idempotent: when a retry finds the row the first attempt stored, that
     row is the result."""
+    values = record._asdict()
+    values["created_at"] = stored(record.created_at, conn.dialect)
+    values["updated_at"] = stored(record.updated_at, conn.dialect)
     try:
-        conn.execute(_INSERT, record._asdict())
-    except sa.exc.IntegrityError:
-        if not retrying.get():
+        execute(conn, _INSERT, values, _INSERT_KEYS)
+    except Exception as error:
+        if not retrying.get() or code_of(error) is not Code.DUPLICATE:
             raise
-        stored = conn.execute(_FIND, {"p_user": record.user_id, "p_task": record.id}).first()
-        if stored is None or TaskRecord._make(stored)[:4] != record[:4]:
+        row = execute(conn, _FIND, {"p_user": record.user_id, "p_task": record.id}).fetchone()
+        if row is None or _record(row)[:4] != record[:4]:
             raise
-        return TaskRecord._make(stored)
+        return _record(row)
     return record
 
 
 def _find(conn: Connection, user_id: str, task_id: str, *, for_update: bool = False) -> TaskRecord:
     statement = _FIND_FOR_UPDATE if for_update else _FIND
-    row = conn.execute(statement, {"p_user": user_id, "p_task": task_id}).first()
+    row = execute(conn, statement, {"p_user": user_id, "p_task": task_id}).fetchone()
     if row is None:
         raise TaskNotFound()
-    return TaskRecord._make(row)
+    return _record(row)
 
 
 def get_task(conn: Connection, user_id: str, task_id: str) -> TaskRecord:
@@ -128,10 +161,9 @@ def _apply(conn: Connection, current: TaskRecord, values: dict[str, Any]) -> Tas
     # Strictly later than before, even if the clock stepped back or two edits share a
     # microsecond: clients compare updated_at to see that something changed.
     values["updated_at"] = max(utc_now(), current.updated_at + _ONE_MICROSECOND)
-    conn.execute(
-        sa.update(tasks_table).where(*_OWNED).values(values),
-        {"p_user": current.user_id, "p_task": current.id},
-    )
+    params = {**values, "p_user": current.user_id, "p_task": current.id}
+    params["updated_at"] = stored(values["updated_at"], conn.dialect)
+    execute(conn, _UPDATE, params, sorted(values))
     return current._replace(**values)
 
 
@@ -158,6 +190,6 @@ def set_completion(
 
 def delete_task(conn: Connection, user_id: str, task_id: str) -> None:
     """Idempotent: a retry that finds nothing means the first attempt deleted it."""
-    result = conn.execute(_DELETE, {"p_user": user_id, "p_task": task_id})
+    result = execute(conn, _DELETE, {"p_user": user_id, "p_task": task_id})
     if result.rowcount == 0 and not retrying.get():
         raise TaskNotFound()
