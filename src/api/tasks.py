@@ -1,34 +1,26 @@
 """Task endpoints under `/api/{user_id}/tasks` (bearer JWT; the path's user must be
 the token's). Routes only translate HTTP; queries live in src.services.tasks.
 
-Each route is `async`: authentication runs on the event loop and the whole database
-transaction runs in one thread-pool hop (src.database.transactions). Responses are
-serialised once, straight to bytes.
+Each route is `async` and reads its request itself (src.api.task_requests: FastAPI's
+parameter resolution cost more than the rest of a request); the OpenAPI document is
+given the same parameters and bodies through `openapi_extra`. The database work runs as
+one unit (src.database.transactions). Responses are serialised once, straight to bytes.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Request, Response
 
-from src.api.dependencies import DatabaseDep
-from src.auth.dependencies import AuthorizedUserDep
-from src.http.errors import ApiError, error_responses
-from src.http.json_body import StrictJsonRoute
+from src.api.dependencies import get_database
+from src.api.task_requests import authorized_user, json_body, list_query, operation, request_body
+from src.http.errors import error_responses
 from src.models.task import TaskRecord, TaskStatus
-from src.schemas.task_query import LIMIT_MAX, LIST_QUERY_PARAMETER, MAX_OFFSET
-from src.schemas.tasks import (
-    StatusFilter,
-    TaskCompletion,
-    TaskCreate,
-    TaskRead,
-    TaskUpdate,
-    status_of_completed,
-)
+from src.schemas.tasks import TaskCompletion, TaskCreate, TaskRead, TaskUpdate
 from src.services import tasks as service
 from src.services.errors import TaskNotFound
 
@@ -40,14 +32,7 @@ router = APIRouter(
     prefix="/api/{user_id}/tasks",
     tags=["tasks"],
     responses=error_responses(400, 401, 403, 500, 503),
-    route_class=StrictJsonRoute,
 )
-
-# Parsed one by one; documented together as LIST_QUERY_PARAMETER (see there why).
-StatusQuery = Annotated[StatusFilter, Query(include_in_schema=False)]
-CompletedQuery = Annotated[bool | None, Query(include_in_schema=False)]
-LimitQuery = Annotated[int, Query(ge=1, le=LIMIT_MAX, include_in_schema=False)]
-OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET, include_in_schema=False)]
 _TOTAL_HEADER = {
     "X-Total-Count": {
         "description": "How many tasks match the filter, across all pages.",
@@ -89,30 +74,6 @@ def _document(record: TaskRecord) -> dict[str, Any]:
     }
 
 
-def _status_filter(status: StatusFilter, completed: bool | None) -> StatusFilter:
-    if completed is None:
-        return status
-    wanted = status_of_completed(completed)
-    if status not in ("all", wanted):
-        raise ApiError(
-            400,
-            "VALIDATION_ERROR",
-            f"The request is invalid: status={status} and completed={str(completed).lower()} "
-            "disagree; give one of them.",
-            details={
-                "fields": [
-                    {
-                        "field": "completed",
-                        "message": f"disagrees with status={status}",
-                        "type": "value_error",
-                        "input": completed,
-                    }
-                ]
-            },
-        )
-    return wanted
-
-
 def _listed(task: service.ListedTask) -> dict[str, Any]:
     """A listed task in the TaskRead shape (its timestamps are ISO text already)."""
     return {
@@ -140,17 +101,12 @@ def _one(record: TaskRecord, status_code: int = 200, **headers: str) -> Response
     summary="List tasks, newest first",
     response_model=list[TaskRead],
     responses={200: {"headers": _TOTAL_HEADER}},
-    openapi_extra={"parameters": [LIST_QUERY_PARAMETER]},
+    openapi_extra=operation(listing=True),
 )
-async def list_tasks(
-    user_id: AuthorizedUserDep,
-    db: DatabaseDep,
-    status: StatusQuery = "all",
-    completed: CompletedQuery = None,
-    limit: LimitQuery = 100,
-    offset: OffsetQuery = 0,
-) -> Response:
-    status = _status_filter(status, completed)
+async def list_tasks(request: Request) -> Response:
+    user_id = await authorized_user(request)
+    status, limit, offset = list_query(request)
+    db = await get_database(request)
     page = await db.read(service.list_tasks, user_id, status, limit, offset)
     body = _encode([_listed(task) for task in page.items])
     return _json(body, headers={"X-Total-Count": str(page.total)})
@@ -173,8 +129,13 @@ async def list_tasks(
         },
         **error_responses(413),
     },
+    openapi_extra=operation(body=request_body(TaskCreate)),
 )
-async def create_task(user_id: AuthorizedUserDep, db: DatabaseDep, body: TaskCreate) -> Response:
+async def create_task(request: Request) -> Response:
+    user_id = await authorized_user(request)
+    body = await json_body(request, TaskCreate)
+    assert body is not None
+    db = await get_database(request)
     new = service.new_task(
         user_id, body.title, body.description, body.state() or TaskStatus.PENDING.value
     )
@@ -188,9 +149,13 @@ async def create_task(user_id: AuthorizedUserDep, db: DatabaseDep, body: TaskCre
     summary="Get a task",
     response_model=TaskRead,
     responses=error_responses(404),
+    openapi_extra=operation(task_id=True),
 )
-async def get_task(user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep) -> Response:
-    record = await db.read(service.get_task, user_id, _task_id(task_id))
+async def get_task(request: Request) -> Response:
+    user_id = await authorized_user(request)
+    task_id = _task_id(request.path_params["task_id"])
+    db = await get_database(request)
+    record = await db.read(service.get_task, user_id, task_id)
     return _one(record)
 
 
@@ -199,14 +164,16 @@ async def get_task(user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep) ->
     summary="Change a task's title, description and/or state",
     response_model=TaskRead,
     responses=error_responses(404, 413),
+    openapi_extra=operation(task_id=True, body=request_body(TaskUpdate)),
 )
-async def update_task(
-    user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep, body: TaskUpdate
-) -> Response:
+async def update_task(request: Request) -> Response:
+    user_id = await authorized_user(request)
+    body = await json_body(request, TaskUpdate)
+    assert body is not None
+    task_id = _task_id(request.path_params["task_id"])
+    db = await get_database(request)
     # Absolute values: applying them twice (a retry after a lost connection) is harmless.
-    record = await db.write_idempotent(
-        service.update_task, user_id, _task_id(task_id), body.changes()
-    )
+    record = await db.write_idempotent(service.update_task, user_id, task_id, body.changes())
     return _one(record)
 
 
@@ -216,9 +183,13 @@ async def update_task(
     summary="Delete a task",
     response_class=Response,
     responses=error_responses(404),
+    openapi_extra=operation(task_id=True),
 )
-async def delete_task(user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep) -> Response:
-    await db.write_one(service.delete_task, user_id, _task_id(task_id))
+async def delete_task(request: Request) -> Response:
+    user_id = await authorized_user(request)
+    task_id = _task_id(request.path_params["task_id"])
+    db = await get_database(request)
+    await db.write_one(service.delete_task, user_id, task_id)
     return Response(status_code=204)
 
 
@@ -227,15 +198,15 @@ async def delete_task(user_id: AuthorizedUserDep, task_id: str, db: DatabaseDep)
     summary="Mark complete or pending; without a body, toggle",
     response_model=TaskRead,
     responses=error_responses(404, 413),
+    openapi_extra=operation(task_id=True, body=request_body(TaskCompletion, required=False)),
 )
-async def complete_task(
-    user_id: AuthorizedUserDep,
-    task_id: str,
-    db: DatabaseDep,
-    body: Annotated[TaskCompletion | None, Body()] = None,
-) -> Response:
+async def complete_task(request: Request) -> Response:
+    user_id = await authorized_user(request)
+    body = await json_body(request, TaskCompletion, required=False)
+    task_id = _task_id(request.path_params["task_id"])
+    db = await get_database(request)
     completed = body.completed if body is not None else None
     # Setting a value is idempotent; a toggle is not, so it is never run twice.
     run = db.write if completed is None else db.write_idempotent
-    record = await run(service.set_completion, user_id, _task_id(task_id), completed)
+    record = await run(service.set_completion, user_id, task_id, completed)
     return _one(record)

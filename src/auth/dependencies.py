@@ -1,15 +1,14 @@
-"""FastAPI dependencies: `CurrentUserDep` (the verified token's user) and
-`AuthorizedUserDep` (the path's `{user_id}`, which must be that user).
+"""The bearer token of a request: `bearer_token(request)` is the verified token's user.
 
-Both are `async` and do no I/O (except a rare, bounded JWKS fetch), so they add no
-thread-pool hop to a request.
+`async` and without I/O (except a rare, bounded JWKS fetch), so it adds no thread-pool
+hop to a request. It is also the security scheme the OpenAPI document shows (the
+Authorize button on /docs). The path's user is checked against it in
+src.api.task_requests.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, Path, Request, Security
+from fastapi import Request
 from fastapi.security import HTTPBearer
 
 from src.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
@@ -81,23 +80,3 @@ class BearerToken(HTTPBearer):
 
 
 bearer_token = BearerToken()
-CurrentUserDep = Annotated[str, Security(bearer_token)]
-
-UserIdPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=USER_ID_MAX,
-        pattern=USER_ID_PATTERN,
-        description="The user whose tasks these are; must be the token's user.",
-    ),
-]
-
-
-async def authorized_user(user_id: UserIdPath, current_user: CurrentUserDep) -> str:
-    if user_id != current_user:
-        raise ApiError(403, "FORBIDDEN", "This token does not give access to this user's tasks.")
-    return user_id
-
-
-AuthorizedUserDep = Annotated[str, Depends(authorized_user)]

@@ -4,18 +4,15 @@
 and raises RecursionError on deep nesting and UnicodeDecodeError on bytes that are not
 UTF-8. Each of those would otherwise become a 500 (a non-finite value cannot be echoed
 back in a JSON error) or a generic 400. Here each is a JSONDecodeError, which FastAPI
-reports as `json_invalid`: a 400 `VALIDATION_ERROR` like any other malformed body.
+reports as `json_invalid`: a 400 `VALIDATION_ERROR` like any other malformed body
+(src.api.task_requests reads the task bodies with it).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Coroutine
 from typing import Any
-
-from fastapi import Request, Response
-from fastapi.routing import APIRoute
 
 
 def _no_constant(name: str) -> float:
@@ -43,23 +40,3 @@ def loads_strict(body: bytes) -> Any:
         raise json.JSONDecodeError(str(exc), text, 0) from None
     except RecursionError:
         raise json.JSONDecodeError("the body is nested too deeply", text, 0) from None
-
-
-class StrictJsonRequest(Request):
-    async def json(self) -> Any:
-        if not hasattr(self, "_json"):
-            self._json = loads_strict(await self.body())
-        return self._json
-
-
-class StrictJsonRoute(APIRoute):
-    """An APIRoute whose handlers read the body with `loads_strict` (FastAPI's documented
-    way to change how a route reads its request)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def strict_handler(request: Request) -> Response:
-            return await handler(StrictJsonRequest(request.scope, request.receive))
-
-        return strict_handler
