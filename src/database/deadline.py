@@ -28,6 +28,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from src.database.liveness import socket_fd
+
 logger = logging.getLogger(__name__)
 
 _WATCH_INTERVAL = 0.1
@@ -106,10 +108,9 @@ class DeadlineWatchdog:
                 self._sever(connection)
 
     def _sever(self, dbapi_connection: Any) -> None:
-        try:
-            fd = dbapi_connection.fileno()
-        except Exception:  # noqa: BLE001 - already closed: nothing left to unblock
-            return
+        fd = socket_fd(dbapi_connection)
+        if fd is None:
+            return  # already closed: nothing left to unblock
         self.fired += 1
         logger.warning("A database call outlived its deadline; closing its connection")
         with contextlib.suppress(OSError):

@@ -57,7 +57,8 @@ def _server_pool_options(settings: Settings, probe: bool) -> dict[str, Any]:
     }
 
 
-def _postgresql_engine(url: URL, settings: Settings, probe: bool) -> Engine:
+def postgresql_connect_args(url: URL, settings: Settings) -> dict[str, Any]:
+    """psycopg's connection keywords: the URL's own win over these defaults."""
     query = url.query
     defaults: dict[str, Any] = {
         # libpq counts whole seconds and treats anything under 2 as 2.
@@ -72,11 +73,28 @@ def _postgresql_engine(url: URL, settings: Settings, probe: bool) -> Engine:
     # Transaction-mode poolers (Supabase :6543, Neon -pooler, PgBouncer) cannot keep
     # server-side prepared statements between transactions; never prepare.
     connect_args["prepare_threshold"] = None
-    engine = create_engine(url, connect_args=connect_args, **_server_pool_options(settings, probe))
-    if not probe:
+    return connect_args
+
+
+def server_pool_options(settings: Settings) -> dict[str, Any]:
+    """The pool of a server database (for the asyncio engine too)."""
+    return _server_pool_options(settings, probe=False)
+
+
+def install_server_hooks(engine: Engine, settings: Settings, *, deadline: bool) -> None:
+    """The events every pooled server connection goes through (on an asyncio engine, on
+    its sync_engine)."""
+    if deadline:
         # The watchdog first: it bounds the liveness ping too.
         DeadlineWatchdog(engine, settings.database_statement_timeout)
-        liveness.install(engine)
+    liveness.install(engine)
+
+
+def _postgresql_engine(url: URL, settings: Settings, probe: bool) -> Engine:
+    connect_args = postgresql_connect_args(url, settings)
+    engine = create_engine(url, connect_args=connect_args, **_server_pool_options(settings, probe))
+    if not probe:
+        install_server_hooks(engine, settings, deadline=True)
     return engine
 
 

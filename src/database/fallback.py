@@ -121,7 +121,7 @@ class FallbackRunner:
             if isinstance(outcome, Unusable):
                 # It answers: the fallback's reason is gone, and the primary cannot be
                 # used. Stop writing to SQLite; its tasks stay there until it can.
-                database = manager.stop_serving()
+                database = await manager.stop_serving()
                 if database is not None:
                     await asyncio.to_thread(database.engine.dispose)
                 manager._refuse_primary(outcome.failure)
@@ -135,7 +135,7 @@ class FallbackRunner:
     async def _promote(self, primary: Engine, outcome: Ready) -> bool:
         manager = self.manager
         self.switching = True
-        current = manager.stop_serving()
+        current = await manager.stop_serving()
         try:
             fallback = current.engine if current is not None else None
             if fallback is None:

@@ -48,7 +48,7 @@ def install(engine: Engine) -> None:
 
 
 def _has_unread_bytes(dbapi_connection: Any) -> bool:
-    fd = _socket_fd(dbapi_connection)
+    fd = socket_fd(dbapi_connection)
     if fd is None:
         return True  # cannot tell: ping
     with contextlib.suppress(OSError, ValueError):
@@ -59,12 +59,15 @@ def _has_unread_bytes(dbapi_connection: Any) -> bool:
     return True
 
 
-def _socket_fd(dbapi_connection: Any) -> int | None:
-    fileno = getattr(dbapi_connection, "fileno", None)  # psycopg
+def socket_fd(dbapi_connection: Any) -> int | None:
+    """The connection's socket descriptor (None when closed or unknown): psycopg's, the
+    psycopg connection inside SQLAlchemy's asyncio adapter, or PyMySQL's."""
+    inner = getattr(dbapi_connection, "_connection", None)  # SQLAlchemy's asyncio adapter
+    fileno = getattr(dbapi_connection, "fileno", None) or getattr(inner, "fileno", None)
     if fileno is None:
         sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL keeps it private
         fileno = getattr(sock, "fileno", None)
     try:
         return int(fileno()) if callable(fileno) else None
-    except (OSError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - a closed connection raises its driver's own error
         return None

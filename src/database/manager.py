@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, Engine
 
 from src.config.settings import Settings
 from src.core.redaction import redactor
+from src.database.async_engine import create_async_postgresql_engine
 from src.database.engine import checkpoint_sqlite, create_database_engine
 from src.database.errors import DatabaseStarting, DatabaseUnavailable
 from src.database.failures import Failure
@@ -109,7 +110,7 @@ class DatabaseManager:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        database = self.stop_serving()
+        database = await self.stop_serving()
         if database is not None:
             await asyncio.to_thread(self._close_engine, database.engine)
         # After the engine: Litestream's final sync then holds every committed write.
@@ -239,7 +240,15 @@ class DatabaseManager:
     def serve(self, engine: Engine, *, primary: bool, outcome: Ready) -> None:
         """Start answering data requests from `engine`."""
         inline = InlineSqlite(engine) if _sqlite_file(engine) else None
-        self._database = Database(engine, self, self.settings.database_statement_timeout, inline)
+        loop_engine = None
+        if engine.url.get_backend_name() == "postgresql":
+            loop_engine = create_async_postgresql_engine(engine.url, self.settings)
+            # Requests use the loop's pool; the sync one (start-up, transfers) need not
+            # keep its connections open meanwhile.
+            engine.pool.dispose()
+        self._database = Database(
+            engine, self, self.settings.database_statement_timeout, inline, loop_engine
+        )
         if primary:
             self.status.using_fallback = False
             self._probe_engine = self._probe_engine or create_database_engine(
@@ -255,10 +264,12 @@ class DatabaseManager:
             outcome.milliseconds,
         )
 
-    def stop_serving(self) -> Database | None:
+    async def stop_serving(self) -> Database | None:
+        """No more units of work on the current database; returns it (its engine still
+        open, its loop connections closed)."""
         database, self._database = self._database, None
-        if database is not None and database.inline is not None:
-            database.inline.close()
+        if database is not None:
+            await database.close()
         return database
 
     # -- run time ----------------------------------------------------------
@@ -286,6 +297,8 @@ class DatabaseManager:
             if self._database is not None:
                 # Its pooled connections are dead; new ones are made after recovery.
                 await asyncio.to_thread(self._database.engine.pool.dispose)
+                if self._database.loop_engine is not None:
+                    await self._database.loop_engine.dispose()
             await self._recover()
         finally:
             self._probing = False

@@ -66,10 +66,12 @@ def execute(
     dialect = connection.dialect
     sql, positions = compiled(statement, dialect, column_keys)
     values: Any = params if positions is None else tuple(params[name] for name in positions)
-    driver: Any = connection.connection.driver_connection
-    if dialect.name == "sqlite" or dialect.driver == "psycopg":
-        return driver.execute(sql, values)  # both return their cursor
-    cursor = driver.cursor()
+    # The DBAPI connection: the driver's own, or SQLAlchemy's sync face of psycopg's
+    # asyncio connection (src.database.async_engine), whose calls await in a greenlet.
+    dbapi: Any = connection.connection.dbapi_connection
+    if dialect.name == "sqlite":
+        return dbapi.execute(sql, values)  # sqlite3's shortcut: returns its cursor
+    cursor = dbapi.cursor()
     cursor.execute(sql, values)
     return cursor
 
