@@ -1,9 +1,9 @@
-"""Where `import src.main` spends its time, and what a lazy import would save.
+"""Where `import src.application` spends its time, and what a lazy import would save.
 
     python -m bench.imports [--runs 7] [--candidates sqlalchemy.orm,sqlmodel,…]
 
 In a fresh copy of the image tree (no __pycache__, PYTHONDONTWRITEBYTECODE=1), runs
-`python -X importtime -c "import src.main"` --runs times and reports medians: the
+`python -X importtime -c "import src.application"` --runs times and reports medians: the
 total, self time grouped by top-level package (our modules by their second level), and
 the heaviest cumulative entries.
 
@@ -49,7 +49,7 @@ def _env(tree: Path) -> dict[str, str]:
 Row = tuple[str, int, int, int]  # module, self µs, cumulative µs, nesting depth
 
 
-def importtime(tree: Path, code: str = "import src.main") -> list[Row]:
+def importtime(tree: Path, code: str = "import src.application") -> list[Row]:
     """Rows in importtime's order (a module after what it imported), one fresh process."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code],
@@ -129,7 +129,7 @@ def main() -> int:
         samples = [importtime(tree) for _ in range(args.runs)]
         totals = [sum(row[1] for row in rows) for rows in samples]
         print(
-            f"import src.main: median {statistics.median(totals) / 1000:.0f} ms "
+            f"import src.application: median {statistics.median(totals) / 1000:.0f} ms "
             f"(min {min(totals) / 1000:.0f}, max {max(totals) / 1000:.0f}; {args.runs} runs)"
         )
         groups: dict[str, list[int]] = {}
@@ -157,8 +157,8 @@ def main() -> int:
             if cum >= 1000:
                 print(f"  {cum / 1000:7.1f}  {name}  <- {importer}")
         ordered = list(found)
-        cpu = [_time_imports(tree, ["src.main"]) for _ in range(args.runs)]
-        print(f"\nimport src.main, CPU time: median {statistics.median(cpu):.0f} ms")
+        cpu = [_time_imports(tree, ["src.application"]) for _ in range(args.runs)]
+        print(f"\nimport src.application, CPU time: median {statistics.median(cpu):.0f} ms")
         print("saving at start-up if imported lazily (median CPU ms, measured):")
         for candidate in filter(None, args.candidates.split(",")):
             missing = [name for name in candidate.split("+") if name not in found]

@@ -1,126 +1,230 @@
-"""The ASGI application. `app` is what uvicorn serves; tests build their own with
-`create_app(settings)` for any configuration.
+"""What uvicorn serves (`src.main:app`): liveness first, the application right after.
 
-Nothing here touches a database: the engine and the start-up decision live in the
-lifespan, in the background, so `/health` answers at once whatever the database does.
+Importing FastAPI, pydantic and SQLAlchemy takes most of a second before the first byte
+could be answered — longer than a Space or a load balancer may wait for the port, and
+most of a cold start. So `app` is a small ASGI front that answers at once: the
+application is imported and built in a thread (src.application), its lifespan started
+when it is; meanwhile `/health` answers 200 "degraded" (the process is alive, no
+database yet — as the application itself says while the database is being decided),
+`GET`/`HEAD /` a short "starting" page, and any other request waits for the application
+(at most `WAIT_SECONDS`, then 503 `STARTING`). From then on every request goes straight
+to the application. Nothing here imports more than the standard library.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from fastapi import FastAPI
-from fastapi.telemetry import TelemetryConfig
-from starlette.middleware.cors import CORSMiddleware
+logger = logging.getLogger(__name__)
 
-from src.api import status_page, system, tasks
-from src.auth.dependencies import bearer_token
-from src.auth.setup import build_auth
-from src.config.settings import APP_NAME, APP_VERSION, Settings, load_settings
-from src.core.logging import configure_logging
-from src.core.redaction import redactor
-from src.database.manager import DatabaseManager
-from src.database.sqlite_locator import locate_for
-from src.http.exception_handlers import install_error_handlers
-from src.http.middleware import RequestContextMiddleware
-from src.http.openapi import install_openapi
-from src.schemas.tasks import TaskCompletion, TaskCreate, TaskUpdate
-
-# Allocations between young collections, and collections between older ones (CPython's
-# defaults: 700, 10, 10). Objects that form no cycle are freed at once either way.
-GC_THRESHOLDS = (50_000, 50, 100)
-
-
-_NO_TELEMETRY: TelemetryConfig = {
-    "tracing": False,
-    "metrics": False,
-    "logs": False,
-    "operation_spans": False,
-}
+WAIT_SECONDS = 30.0
+# The same rule as src.http.middleware: a caller's X-Request-ID is echoed when it is tame.
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_Scope = dict[str, Any]
+_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+_STARTING_PAGE = (
+    b'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    b'<meta http-equiv="refresh" content="2"><title>todo-backend \xc2\xb7 starting</title>'
+    b"</head><body><p>The Todo API is starting; this page reloads in a moment.</p>"
+    b"</body></html>"
+)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    redactor.add(*settings.secret_values)
+def _create_app() -> Any:
+    from src.application import create_app
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        manager: DatabaseManager = app.state.database
-        # Where SQLite lives, found once per start (a write probe of a few milliseconds):
-        # the generated token secret goes beside it, and the manager uses it if it falls
-        # back. Before the database starts: the probe must not race its first connection.
-        location = await asyncio.to_thread(locate_for, settings)
-        auth = await asyncio.to_thread(build_auth, settings, location)
-        app.state.auth = auth.verifier
-        app.state.auth_mode = auth.mode
-        await manager.start(location=location)
-        # Everything imported and built so far lives as long as the process: freezing it
-        # keeps the collector from walking it again on every full collection, and fewer
-        # collections of the young generation. Measured: the slowest 1 % of requests took
-        # half as long (a full collection over the startup heap took tens of ms).
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
-        warming: asyncio.Task[None] | None = None
-        if auth.verifier.jwks is not None:
-            # In the background: a slow key server must not delay start-up.
-            warming = asyncio.create_task(auth.verifier.jwks.warm())
+    return create_app()
+
+
+class StagedApp:
+    """An ASGI application that is `build()`'s result once that has been made and its
+    lifespan has started, and answers liveness and the front page until then."""
+
+    def __init__(self, build: Callable[[], Any] = _create_app) -> None:
+        self._build_application = build
+        self._serving: Any = None  # the application, once its lifespan has started
+        self._application: Any = None
+        self._failure: str | None = None
+        self._built = threading.Event()
+        self._ready: asyncio.Event | None = None
+        self._lifespan: _Lifespan | None = None
+        threading.Thread(target=self._build, name="app-import", daemon=True).start()
+
+    def _build(self) -> None:
         try:
-            yield
+            self._application = self._build_application()
+        except Exception as exc:
+            logger.exception("The application could not be built")
+            self._failure = f"the application could not be built ({type(exc).__name__})"
         finally:
-            if warming is not None:
-                warming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await warming
-            await manager.stop()
+            self._built.set()
 
-    app = FastAPI(
-        title="Todo API",
-        version=APP_VERSION,
-        summary=f"{APP_NAME}: tasks per user, on PostgreSQL, MySQL or an embedded SQLite.",
-        lifespan=lifespan,
-        # A slash redirect would be built from the client's Host header; the middleware
-        # serves `/x/` as `/x` instead.
-        redirect_slashes=False,
-        # FastAPI's OpenTelemetry hooks (unconfigured here) ran on every request; the app
-        # logs its own access lines.
-        telemetry=_NO_TELEMETRY,
-    )
-    app.state.settings = settings
-    app.state.auth = None  # the token verifier, set when the lifespan starts
-    app.state.auth_mode = None
-    # Cheap and I/O-free (it only resolves the URL); connecting happens in the lifespan.
-    app.state.database = DatabaseManager(settings)
+    async def __call__(self, scope: _Scope, receive: Any, send: Any) -> None:
+        serving = self._serving
+        if serving is not None:
+            await serving(scope, receive, send)
+            return
+        if scope["type"] == "lifespan":
+            await self._serve_lifespan(receive, send)
+            return
+        if scope["type"] == "http" and await self._answer_while_starting(scope, send):
+            return
+        if not await self._wait_ready():
+            await _send(send, 503, _error("The service is starting; try again.", "STARTING"), scope)
+            return
+        await self._application(scope, receive, send)
 
-    install_error_handlers(app)
-    # Routes are matched in order: the task API, which carries the traffic, goes first,
-    # before FastAPI's own /docs and /openapi.json. Taken from the routers as they are
-    # (their prefix, tags and responses already applied): an included router is matched
-    # through an extra layer on every request.
-    app.router.routes[:0] = [
-        *tasks.router.routes,
-        *status_page.router.routes,
-        *system.router.routes,
+    # -- lifespan ----------------------------------------------------------------------
+
+    async def _serve_lifespan(self, receive: Any, send: Any) -> None:
+        self._ready = asyncio.Event()
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # At once: the server must listen while the application is imported.
+                asyncio.get_running_loop().create_task(self._start_application())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._lifespan is not None:
+                    await self._lifespan.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start_application(self) -> None:
+        assert self._ready is not None
+        await asyncio.to_thread(self._built.wait)
+        if self._application is not None:
+            self._lifespan = _Lifespan(self._application)
+            if await self._lifespan.startup():
+                self._serving = self._application
+            else:
+                self._failure = "the application's start-up failed; see the log"
+                self._application = None
+        self._ready.set()
+
+    async def _wait_ready(self) -> bool:
+        if self._ready is None:  # served without a lifespan (some test clients)
+            await asyncio.to_thread(self._built.wait)
+            return self._application is not None
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout=WAIT_SECONDS)
+        except TimeoutError:
+            return False
+        return self._application is not None
+
+    # -- while starting ----------------------------------------------------------------
+
+    async def _answer_while_starting(self, scope: _Scope, send: Any) -> bool:
+        """Liveness and the front page before the application exists; False otherwise."""
+        path, method = scope["path"], scope["method"]
+        if method not in ("GET", "HEAD"):
+            return False
+        if path == "/health":
+            body = {
+                "status": "degraded",
+                "timestamp": datetime.now(UTC).isoformat(),
+                "database_status": "DISCONNECTED",
+                "database_type": None,
+                "fallback_active": False,
+                "starting": self._failure or "the application is being loaded",
+            }
+            await _send(send, 503 if self._failure else 200, body, scope, head=method == "HEAD")
+            return True
+        if path == "/" and self._failure is None:
+            headers = [(b"content-type", b"text/html; charset=utf-8"), *_HEADERS[1:]]
+            await _send_bytes(send, 200, _STARTING_PAGE, headers, scope, head=method == "HEAD")
+            return True
+        return False
+
+
+class _Lifespan:
+    """The application's own lifespan, driven from inside ours."""
+
+    def __init__(self, application: Any) -> None:
+        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(
+            application(
+                {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                self._to_app.get,
+                self._from_app.put,
+            )
+        )
+
+    async def startup(self) -> bool:
+        await self._to_app.put({"type": "lifespan.startup"})
+        reply = await self._reply()
+        if reply.get("type") != "lifespan.startup.complete":
+            logger.error("Application start-up failed: %s", reply.get("message", reply))
+            return False
+        return True
+
+    async def shutdown(self, timeout: float = 60.0) -> None:
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(self._reply(), timeout)
+        except TimeoutError:
+            logger.error("The application did not finish shutting down in %g s", timeout)
+
+    async def _reply(self) -> dict[str, Any]:
+        getter = asyncio.ensure_future(self._from_app.get())
+        done, _ = await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        return {"type": "lifespan.failed", "message": repr(self._task.exception())}
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"error": message, "code": code}
+
+
+async def _send(
+    send: Any, status: int, body: dict[str, Any], scope: _Scope, *, head: bool = False
+) -> None:
+    headers = list(_HEADERS)
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await _send_bytes(send, status, json.dumps(body).encode(), headers, scope, head=head)
+
+
+async def _send_bytes(
+    send: Any,
+    status: int,
+    payload: bytes,
+    headers: list[tuple[bytes, bytes]],
+    scope: _Scope,
+    *,
+    head: bool,
+) -> None:
+    headers = [
+        *headers,
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-request-id", _request_id(scope)),
     ]
-    install_openapi(
-        app, request_models=(TaskCreate, TaskUpdate, TaskCompletion), security=(bearer_token,)
-    )
-    app.add_middleware(RequestContextMiddleware)
-    # Outermost, so that every response (errors included) carries the CORS headers.
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origin_list,
-        allow_credentials=False,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=["X-Request-ID", "X-Total-Count", "Retry-After"],
-        max_age=600,
-    )
-    return app
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else payload})
 
 
-app = create_app()
+def _request_id(scope: _Scope) -> bytes:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id" and _REQUEST_ID.match(value):
+            return bytes(value)
+    return uuid.uuid4().hex.encode()
+
+
+# Imported by uvicorn (and by each of its workers); the import thread starts here.
+app = StagedApp()

@@ -22,9 +22,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from src.application import create_app
 from src.config.settings import Settings
 from src.core.redaction import redactor
-from src.main import create_app
 from tests.pgcluster import PgCluster
 
 # Shared with every test module: one S3-protocol server per session.

@@ -29,6 +29,7 @@ import collections
 import copy
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,9 +42,9 @@ from hypothesis import strategies as st
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 from schemathesis.python import asgi as schemathesis_asgi
 
-import src.main
+import src.application
+from src.application import create_app
 from src.auth.dependencies import USER_ID_PATTERN
-from src.main import create_app
 from src.schemas.tasks import TITLE_PATTERN, TaskCreate
 from src.schemas.text import WHITESPACE, WHITESPACE_CLASS
 from tests.conftest import TEST_SECRET, make_settings, make_token, running_app
@@ -111,7 +112,9 @@ FIXED_USER = f"""
 
 # The document the app serves at /openapi.json (the `api` fixture checks that the running
 # app serves this same one). Copied: schemathesis adds the links it infers to its input.
-DOCUMENT = copy.deepcopy(src.main.app.openapi())
+DOCUMENT = copy.deepcopy(
+    src.application.create_app(make_settings(Path(tempfile.mkdtemp()))).openapi()
+)
 
 
 def _schema(config: str) -> Any:

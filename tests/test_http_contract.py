@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from src.main import create_app
+from src.application import create_app
 from tests.conftest import TEST_SECRET, bearer, make_settings, running_app, wait_ready
 
 ALICE = bearer("alice")

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from src.api.dependencies import DatabaseDep
-from src.main import create_app
+from src.application import create_app
 from tests.conftest import make_settings, wait_ready, wait_until
 from tests.pgcluster import PgCluster
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from src.config.settings import load_settings
-from src.core.logging import configure_logging
+from src.core.logging import configure_logging, uvicorn_log_config
 
 # Uvicorn's graceful shutdown waits this long for in-flight requests after SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 20
@@ -25,7 +25,9 @@ def serve(*, host: str, port: int | None, workers: int | None) -> int:
         http=HTTP_PROTOCOL,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
-        log_config=None,
+        # Applied in each worker process too, so that its first lines (before the
+        # application is built, src.main) already look like every other.
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format),
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         server_header=False,

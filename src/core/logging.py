@@ -125,11 +125,32 @@ logging.setLogRecordFactory(_redacting_record_factory)
 _OWNED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy", "alembic")
 
 
+class AppHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler on the root logger (stderr), marked so it is never installed twice."""
+
+    _todo_backend = True
+
+    def __init__(self, fmt: str = "text") -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+
+
+def uvicorn_log_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
+    """The same set-up as `configure_logging`, as the dictConfig uvicorn applies in each
+    worker process it starts, before the application exists (src.main builds it later)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"app": {"()": AppHandler, "fmt": fmt}},
+        "root": {"handlers": ["app"], "level": level.upper()},
+        "loggers": {name: {"handlers": [], "propagate": True} for name in _OWNED_LOGGERS}
+        | {"uvicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"}},
+    }
+
+
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
     """Route everything through one redacting handler on stderr. Idempotent."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler._todo_backend = True  # type: ignore[attr-defined]
+    handler = AppHandler(fmt)
     root = logging.getLogger()
     for existing in list(root.handlers):
         if getattr(existing, "_todo_backend", False):
