@@ -1,4 +1,6 @@
-"""Cold start as the image runs it: process start to the first `/health` answer.
+"""Cold start as the image runs it: process start to the first `/health` answer, and to
+the first moment it serves (`/ready` 200 for the app, whose `/health` answers while the
+application is still being imported; the floor's `/health`, which it answers only then).
 
 The image copies the tree that .dockerignore lets through (no `__pycache__`) and sets
 PYTHONDONTWRITEBYTECODE=1; python:3.11-slim ships its standard library without bytecode
@@ -90,10 +92,14 @@ def command(kind: str, port: int) -> list[str]:
     return [sys.executable, "-m", "bench.floor", "--port", str(port)]
 
 
+READY_PATH = {"app": "/ready", "floor": "/health"}
+
+
 def first_health(
     kind: str, tree: Path, env: dict[str, str], *, write: bool = False, timeout: float = 30
-) -> float:
-    """Seconds from spawning the server in `tree` to its first HTTP answer on /health."""
+) -> tuple[float, float]:
+    """Seconds from spawning the server in `tree` to its first HTTP answer on /health,
+    and to its first 200 on its readiness path (READY_PATH)."""
     port = _free_port()
     env = {**env, "PYTHONPATH": str(tree)}
     if not write:
@@ -106,16 +112,23 @@ def first_health(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    answered: float | None = None
+    path = "/health"
     try:
         while time.monotonic() - started < timeout:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                return time.monotonic() - started
+                status = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1).status_code
+                if answered is None:
+                    answered = time.monotonic() - started
+                    path = READY_PATH[kind]
+                    continue
+                if status == 200:
+                    return answered, time.monotonic() - started
             except httpx.HTTPError:
                 if process.poll() is not None:
                     raise RuntimeError(f"{kind} exited with {process.returncode}") from None
-                time.sleep(0.002)
-        raise RuntimeError(f"{kind}: no /health within {timeout}s")
+            time.sleep(0.002)
+        raise RuntimeError(f"{kind}: not ready within {timeout}s")
     finally:
         process.terminate()
         process.wait(30)
@@ -123,7 +136,8 @@ def first_health(
 
 def cold_starts(env: dict[str, str], runs: int) -> dict[str, float]:
     """Median seconds to first /health, as `<kind>` (the image as built before
-    precompiling), `<kind>_compiled` and `<kind>_fresh_copy`: see the module docstring.
+    precompiling), `<kind>_compiled` and `<kind>_fresh_copy` (see the module docstring),
+    and to readiness, as the same names with `_ready` appended.
 
     Runs alternate between kinds and variants so that machine load affects them alike.
     """
@@ -135,8 +149,11 @@ def cold_starts(env: dict[str, str], runs: int) -> dict[str, float]:
             for variant, prefix in variants.items():
                 for kind in KINDS:
                     name = kind if variant == "image" else f"{kind}_{variant}"
-                    seconds = first_health(kind, tree, {**env, "PYTHONPYCACHEPREFIX": str(prefix)})
-                    results.setdefault(name, []).append(seconds)
+                    first, ready = first_health(
+                        kind, tree, {**env, "PYTHONPYCACHEPREFIX": str(prefix)}
+                    )
+                    results.setdefault(name, []).append(first)
+                    results.setdefault(f"{name}_ready", []).append(ready)
     return {name: round(statistics.median(times), 3) for name, times in results.items()}
 
 

@@ -23,11 +23,10 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from src.database.concurrency import gate_for
 from src.database.deadline import request_deadline
@@ -42,6 +41,10 @@ from src.database.errors import (
     DataRejected,
 )
 from src.database.failures import Failure, classify, connection_lost, sanitize
+
+if TYPE_CHECKING:
+    # Only the PostgreSQL path has one; SQLAlchemy's asyncio layer is imported there.
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger(__name__)
 

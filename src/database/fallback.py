@@ -14,7 +14,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from src.database.engine import create_database_engine
-from src.database.promotion import PromotionReport, mark_fallback_for, move_tasks
 from src.database.replica import SqliteReplica
 from src.database.startup import Ready, Refused, Unusable
 from src.database.state import ConnectionState
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from src.database.manager import DatabaseManager
+    from src.database.promotion import PromotionReport
     from src.database.sqlite_locator import SqliteLocation
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ class FallbackRunner:
         if isinstance(outcome, Ready):
             if primary_configured:
                 assert manager.resolution.url is not None
+                from src.database.promotion import mark_fallback_for  # only on a fallback
+
                 await asyncio.to_thread(mark_fallback_for, engine, manager.resolution.url)
             manager.serve(engine, primary=False, outcome=outcome)
             return
@@ -143,6 +145,8 @@ class FallbackRunner:
                 fallback = create_database_engine(location.url, manager.settings)
             else:
                 await _drained(fallback)
+            from src.database.promotion import move_tasks  # only once a fallback served
+
             try:
                 report = await asyncio.to_thread(move_tasks, fallback, primary)
             except Exception:
@@ -172,6 +176,8 @@ class FallbackRunner:
         url = manager.resolution.url
         if database is None or url is None:
             return
+        from src.database.promotion import move_tasks  # only with an earlier fallback's file
+
         fallback = create_database_engine(location.url, manager.settings)
         try:
             report: PromotionReport | None = await asyncio.to_thread(

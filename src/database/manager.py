@@ -25,7 +25,6 @@ from sqlalchemy.engine import URL, Engine
 
 from src.config.settings import Settings
 from src.core.redaction import redactor
-from src.database.async_engine import create_async_postgresql_engine
 from src.database.engine import checkpoint_sqlite, create_database_engine
 from src.database.errors import DatabaseStarting, DatabaseUnavailable
 from src.database.failures import Failure
@@ -242,6 +241,9 @@ class DatabaseManager:
         inline = InlineSqlite(engine) if _sqlite_file(engine) else None
         loop_engine = None
         if engine.url.get_backend_name() == "postgresql":
+            # Imported here: SQLAlchemy's asyncio layer is start-up time SQLite never needs.
+            from src.database.async_engine import create_async_postgresql_engine
+
             loop_engine = create_async_postgresql_engine(engine.url, self.settings)
             # Requests use the loop's pool; the sync one (start-up, transfers) need not
             # keep its connections open meanwhile.

@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
 
 import anyio.to_thread
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from src.database.attempts import (
     Failed,
@@ -40,6 +39,10 @@ from src.database.failures import Failure
 from src.database.inline import Deferred, InlineSqlite
 
 __all__ = ["Database", "FaultMonitor", "retrying"]
+
+if TYPE_CHECKING:
+    # Only the PostgreSQL path has one; SQLAlchemy's asyncio layer is imported there.
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 P = ParamSpec("P")
 T = TypeVar("T")
