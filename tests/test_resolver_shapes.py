@@ -87,11 +87,17 @@ def test_template_word_in_any_part_is_refused(part: str, word: str) -> None:
     rejected(PARTS[part].format(word), f"The {part} in DATABASE_URL", "placeholder")
 
 
-@pytest.mark.parametrize("part", PARTS)
-@pytest.mark.parametrize("word", REAL_WORDS)
+@pytest.mark.parametrize(
+    ("part", "word"),
+    [
+        (part, word)
+        for part in PARTS
+        for word in REAL_WORDS
+        # A "!" is no host name at all: that word is checked in the other parts only.
+        if not (part == "host name" and "!" in word)
+    ],
+)
 def test_real_value_of_the_same_look_is_kept(part: str, word: str) -> None:
-    if part == "host name" and "!" in word:
-        pytest.skip("not a host name at all")
     res = accepted(PARTS[part].format(word))
     assert res.url is not None
     got = {
