@@ -295,3 +295,26 @@ def _no_leftover_replicators() -> Iterator[None]:
     yield
     # Every server above was stopped or killed: none of its replicators may linger.
     assert wait_until(lambda: not litestream_children({os.getpid()}), 5)
+
+
+@pytest.mark.usefixtures("replica_env")
+def test_a_replicated_file_leaves_checkpoints_to_litestream(tmp_path: Path) -> None:
+    """SQLite's own auto-checkpoint is raised to a backstop on the file Litestream
+    replicates (src.database.engine), and left alone on one it does not."""
+    from sqlalchemy import text
+
+    from src.database.engine import REPLICATED_WAL_AUTOCHECKPOINT
+    from tests.conftest import make_settings, running_app, wait_ready
+
+    def autocheckpoint(**values: Any) -> int:
+        with running_app(make_settings(tmp_path / str(len(values)), **values)) as (app, client):
+            report = wait_ready(client)
+            engine = app.state.database.engine
+            with engine.connect() as connection:
+                pages = int(connection.execute(text("PRAGMA wal_autocheckpoint")).scalar_one())
+        assert report["replication"] is None or report["replication"]["state"] == "replicating"
+        return pages
+
+    assert autocheckpoint() == 1000
+    replicated = autocheckpoint(sqlite_replica_url=f"file://{tmp_path}/replica")
+    assert replicated == REPLICATED_WAL_AUTOCHECKPOINT

@@ -1,9 +1,11 @@
 """SQLite work on the event loop never makes the loop wait (src.database.inline): a
-writer that finds the database locked by someone else, and a query that runs long, both
-finish in a worker thread while the server keeps answering."""
+writer that finds the database locked by someone else awaits it for a moment and then
+finishes in a worker thread, a query that runs long finishes in one too, and the server
+keeps answering meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -11,8 +13,13 @@ import uuid
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
+from sqlalchemy import make_url
+from sqlalchemy.engine import Connection
 
-from tests.conftest import TEST_SECRET, bearer
+from src.database.engine import create_database_engine
+from src.database.inline import CONTENDED_WAIT_SECONDS, Deferred, InlineSqlite
+from tests.conftest import TEST_SECRET, bearer, make_settings
 from tests.server import Server, clean_env, run_server
 
 ALICE = bearer("alice")
@@ -112,3 +119,56 @@ def test_a_long_query_is_finished_in_a_thread(tmp_path: Path) -> None:
     assert len(response.json()) == 5
     assert response.headers["x-total-count"] == str(count)
     assert latencies and max(latencies) < 0.5, max(latencies)
+
+
+def _inline(tmp_path: Path) -> tuple[InlineSqlite, Path]:
+    database = tmp_path / "inline.db"
+    engine = create_database_engine(make_url(f"sqlite:///{database}"), make_settings(tmp_path))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (thread TEXT)")
+    return InlineSqlite(engine), database
+
+
+def _insert_here(connection: Connection) -> str:
+    name = threading.current_thread().name
+    connection.connection.driver_connection.execute("INSERT INTO t VALUES (?)", (name,))
+    return name
+
+
+def test_a_briefly_contended_write_waits_on_the_loop_not_in_a_thread(tmp_path: Path) -> None:
+    """Handing every contended write to a thread made the threads hold the in-process
+    writer lock in turn, and all later writes followed them there (bench.replication):
+    a lock held for a moment is awaited, and the write still runs on the loop."""
+    inline, database = _inline(tmp_path)
+    other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # Litestream's checkpoint, say
+    threading.Timer(CONTENDED_WAIT_SECONDS / 5, other.rollback).start()
+
+    async def both() -> tuple[str, str]:
+        # One waits for the other process; the second for the in-process writer lock too.
+        first, second = await asyncio.gather(
+            inline.run_waiting(True, _insert_here), inline.run_waiting(True, _insert_here)
+        )
+        return first, second
+
+    try:
+        ran_on = asyncio.run(both())
+    finally:
+        other.close()
+        inline.close()
+    assert ran_on == ("MainThread", "MainThread")
+
+
+def test_a_write_contended_past_the_wait_is_handed_to_a_thread(tmp_path: Path) -> None:
+    inline, database = _inline(tmp_path)
+    other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Deferred):
+            asyncio.run(inline.run_waiting(True, _insert_here))
+    finally:
+        other.rollback()
+        other.close()
+        inline.close()
+    with sqlite3.connect(database) as check:
+        assert check.execute("SELECT count(*) FROM t").fetchone() == (0,)

@@ -22,18 +22,32 @@ from src.database.deadline import DeadlineWatchdog
 # Providers drop idle connections (Neon after 5 minutes, some proxies sooner); recycle first.
 POOL_RECYCLE_SECONDS = 240
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Litestream checkpoints a file it replicates itself, from 1000 WAL pages (0.5.17's
+# DefaultMinCheckpointPageN), while it holds a read transaction so that the WAL cannot
+# be reset under it. SQLite's own auto-checkpoint at its 1000 pages then ran inside
+# nearly every COMMIT, on the event loop, copying pages it could mostly not free: 10%
+# fewer creates with the replica on than off (bench.replication). Litestream's
+# documentation (docs/SQLITE_INTERNALS.md) suggests 10000 instead: the app's own
+# checkpoints stay as a backstop for a WAL Litestream is not keeping small.
+REPLICATED_WAL_AUTOCHECKPOINT = 10000
 # Execution option telling the SQLite begin hook to take the write lock up front.
 SQLITE_WRITE = "todo_sqlite_write"
 
 
 def create_database_engine(
-    url: URL, settings: Settings, *, mysql_ssl_mode: str | None = None, probe: bool = False
+    url: URL,
+    settings: Settings,
+    *,
+    mysql_ssl_mode: str | None = None,
+    probe: bool = False,
+    replicated: bool = False,
 ) -> Engine:
     """The engine for `url`. `probe=True`: no pool (each connect is a fresh connection,
-    closed after use), for telling whether the server answers at all."""
+    closed after use), for telling whether the server answers at all. `replicated`: an
+    SQLite file Litestream replicates, which checkpoints it (REPLICATED_WAL_AUTOCHECKPOINT)."""
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, settings)
+        return _sqlite_engine(url, settings, replicated=replicated)
     if backend == "postgresql":
         return _postgresql_engine(url, settings, probe)
     if backend in ("mysql", "mariadb"):
@@ -142,7 +156,7 @@ def _mysql_ssl_context(mode: str, query: Any) -> ssl.SSLContext:
     return context
 
 
-def _sqlite_engine(url: URL, settings: Settings) -> Engine:
+def _sqlite_engine(url: URL, settings: Settings, *, replicated: bool) -> Engine:
     in_memory = url.query.get("mode") == "memory" or url.database in (None, "", ":memory:")
     options: dict[str, Any] = {"echo": settings.database_echo}
     if in_memory:
@@ -174,7 +188,7 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         },
         **options,
     )
-    _install_sqlite_hooks(engine, wal=not in_memory)
+    _install_sqlite_hooks(engine, wal=not in_memory, replicated=replicated)
     if in_memory:
         _keep_memory_database_alive(engine, url)
     return engine
@@ -188,7 +202,7 @@ def _keep_memory_database_alive(engine: Engine, url: URL) -> None:
     event.listen(engine, "engine_disposed", lambda _engine: keeper.close())
 
 
-def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
+def _install_sqlite_hooks(engine: Engine, *, wal: bool, replicated: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
@@ -197,6 +211,8 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
             if wal:
                 _enable_wal(cursor)
                 cursor.execute("PRAGMA synchronous=NORMAL")
+                if replicated:
+                    cursor.execute(f"PRAGMA wal_autocheckpoint={REPLICATED_WAL_AUTOCHECKPOINT}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

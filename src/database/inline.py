@@ -6,9 +6,14 @@ unit of work first runs here, on one connection kept open for the loop, under tw
 that keep the loop from ever waiting:
 
 * the connection never waits for a lock (`busy_timeout=0`), and a writer first takes the
-  in-process writer lock without blocking: when another writer (a worker thread, another
-  process, Litestream's checkpoint) holds the database, the work goes to a thread, which
-  waits there as long as the busy timeout allows;
+  in-process writer lock without blocking. When another writer (a worker thread, another
+  process, Litestream's checkpoint) holds the database, the request awaits and tries
+  again (`run_waiting`, backing off from `_RETRY_FIRST` to `_RETRY_MAX`) for up to
+  `CONTENDED_WAIT_SECONDS`; only then does the work go to a thread, which waits there as
+  long as the busy timeout allows. Handing contended writes to threads at once made them
+  hold the in-process lock in turn, so that every later write found it taken and went
+  to a thread too: with Litestream's periodic checkpoints, creates fell to under half
+  their throughput and never came back on the loop (bench.replication);
 * a statement that runs past `BUDGET_SECONDS` is interrupted (a progress handler) and its
   transaction rolled back; the work then runs again in a thread, with no budget.
 
@@ -18,6 +23,7 @@ attempt changed nothing.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 import time
@@ -33,6 +39,9 @@ from src.database.engine import SQLITE_WRITE
 T = TypeVar("T")
 
 BUDGET_SECONDS = 0.02
+CONTENDED_WAIT_SECONDS = 0.25
+_RETRY_FIRST = 0.0005
+_RETRY_MAX = 0.005
 # SQLite calls the progress handler every this many virtual machine instructions.
 _PROGRESS_STEPS = 1000
 _SQLITE_BUSY = 5
@@ -42,6 +51,10 @@ _SQLITE_INTERRUPT = 9
 
 class Deferred(Exception):
     """The work cannot run on the loop right now: run it in a thread instead."""
+
+
+class Contended(Deferred):
+    """Someone else holds the database (or the in-process writer lock) at the moment."""
 
 
 class InlineSqlite:
@@ -58,7 +71,7 @@ class InlineSqlite:
         run in a thread, and whatever the work or the database raised otherwise."""
         lock = self._writer if write else None
         if lock is not None and not lock.acquire(blocking=False):
-            raise Deferred
+            raise Contended
         try:
             connection = self._connection(write)
             raw: Any = connection.connection.dbapi_connection
@@ -77,7 +90,10 @@ class InlineSqlite:
                         raw.execute("ROLLBACK")
                     raise
             except (sqlite3.OperationalError, sa_exc.OperationalError) as error:
-                if _sqlite_code(error) in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_INTERRUPT):
+                code = _sqlite_code(error)
+                if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                    raise Contended from error
+                if code == _SQLITE_INTERRUPT:
                     raise Deferred from error
                 raise
             finally:
@@ -86,6 +102,20 @@ class InlineSqlite:
         finally:
             if lock is not None:
                 lock.release()
+
+    async def run_waiting(self, write: bool, work: Callable[[Connection], T]) -> T:
+        """`run`, awaiting a contended database for up to CONTENDED_WAIT_SECONDS; raises
+        Deferred when the work must run in a thread after all."""
+        delay = _RETRY_FIRST
+        give_up = time.perf_counter() + CONTENDED_WAIT_SECONDS
+        while True:
+            try:
+                return self.run(write, work)
+            except Contended:
+                if time.perf_counter() + delay > give_up:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
 
     def close(self) -> None:
         for connection in self._connections.values():

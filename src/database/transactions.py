@@ -107,7 +107,7 @@ class Database:
         try:
             if self.inline is not None:
                 try:
-                    return self.inline.run(mode != "read", work)
+                    return await self.inline.run_waiting(mode != "read", work)
                 except Deferred:
                     pass  # the thread below waits for the lock, or runs without a budget
                 except Exception as error:
