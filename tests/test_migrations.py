@@ -111,3 +111,41 @@ def test_downgrade_and_upgrade_round_trip(tmp_path: Path, mysql_database: str) -
     finally:
         engine.dispose()
     _check_schema(f"mysql://root@127.0.0.1:3306/{mysql_database}")
+
+
+def test_the_start_up_shortcut_knows_the_newest_migration() -> None:
+    """upgrade_to_head skips Alembic for a database at HEAD_REVISION; a new migration
+    under alembic/versions must move it, or databases would never be upgraded."""
+    from src.database.migrations import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION
+
+
+def test_a_database_at_head_is_not_handed_to_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from src.database import migrations
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    assert migrations.upgrade_to_head(engine) == migrations.HEAD_REVISION  # migrates
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "insert into tasks (id, user_id, title, status, created_at, "
+                "updated_at) values ('k', 'u', 't', 'pending', '2026-01-01', "
+                "'2026-01-01')"
+            )
+        )
+
+    def no_alembic(*_: object) -> None:
+        raise AssertionError("Alembic was consulted for a database at head")
+
+    monkeypatch.setattr(migrations, "alembic_config", no_alembic)
+    assert migrations.upgrade_to_head(engine) == migrations.HEAD_REVISION
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from tasks")).scalar_one() == 1
+    # One revision behind (here: none recorded over our table) still goes through Alembic.
+    with engine.begin() as conn:
+        conn.execute(text("delete from alembic_version"))
+    with pytest.raises(AssertionError, match="consulted"):
+        migrations.upgrade_to_head(engine)
