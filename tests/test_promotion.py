@@ -36,6 +36,11 @@ def _primary_titles(cluster: PgCluster, database: str) -> list[str]:
         return sorted(row[0] for row in conn.execute("SELECT title FROM tasks"))
 
 
+def _sqlite_tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+
+
 def _sqlite_count(path: Path) -> int:
     with sqlite3.connect(path) as conn:
         return int(conn.execute("SELECT count(*) FROM tasks").fetchone()[0])
@@ -91,7 +96,10 @@ def test_fallback_tasks_move_into_the_primary_when_it_returns(
             "a4",
             "b0",
         ]
-        assert _sqlite_count(tmp_path / "todo.db") == 0
+        # Handed over: the fallback holds no task table any more, only the record of it.
+        tables = _sqlite_tables(tmp_path / "todo.db")
+        assert "tasks" not in tables
+        assert "todo_handed_over" in tables
     finally:
         stoppable_cluster.start()
 
@@ -131,26 +139,30 @@ def test_two_workers_move_the_fallback_once(tmp_path: Path, stoppable_cluster: P
                 writer.start()
             time.sleep(1.0)
             stoppable_cluster.start()
-            with httpx.Client(base_url=server.base_url, timeout=10) as client:
-                # Both workers (requests land on either) end up on the primary.
-                assert wait_until(
-                    lambda: all(
-                        client.get("/config/database").json()["connection_state"]
-                        == "PRIMARY_CONNECTED"
-                        for _ in range(6)
-                    ),
-                    timeout=40,
-                ), server.logs()[-3000:]
+            # Each worker logs its own switch; a kept-alive client would only ever ask one.
+            assert wait_until(
+                lambda: server.logs().count("Switched to the primary database") == 2,
+                timeout=40,
+            ), server.logs()[-3000:]
+            states = {
+                httpx.get(f"{server.base_url}/config/database").json()["connection_state"]
+                for _ in range(12)
+            }
+            assert states == {"PRIMARY_CONNECTED"}
             time.sleep(0.5)
             stop.set()
             for writer in writers:
                 writer.join(20)
+            # One worker moved the tasks; the other found the fallback handed over.
+            logs = server.logs()
+            assert logs.count("Switched to the primary database: moved") == 1, logs[-3000:]
+            assert logs.count("had already been moved into the primary") == 1, logs[-3000:]
         with psycopg.connect(stoppable_cluster.admin_url(database)) as conn:
             stored = [row[0] for row in conn.execute("SELECT id FROM tasks")]
         assert len(stored) == len(set(stored))
         assert set(acknowledged) <= set(stored), len(set(acknowledged) - set(stored))
         assert len(acknowledged) > 10
-        assert _sqlite_count(tmp_path / "todo.db") == 0
+        assert "tasks" not in _sqlite_tables(tmp_path / "todo.db")
     finally:
         stop.set()
         stoppable_cluster.start()

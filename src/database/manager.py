@@ -150,6 +150,20 @@ class DatabaseManager:
         """One request ran out of time: is the server still answering at all?"""
         self._probe_soon()
 
+    async def handed_over(self, database: Database) -> Database | None:
+        """A SQLite statement failed: if `database` is a fallback whose tasks were moved
+        into the primary (by this worker or another), switch and return what serves now."""
+        url = self.primary_url
+        if url is None or database.engine.url.get_backend_name() != "sqlite":
+            return None
+        from src.database.promotion import handed_over  # only on a fallback's failure
+
+        if not await asyncio.to_thread(handed_over, database.engine, url):
+            return None
+        if database is self._database:
+            self.fallback.note_handed_over()
+        return await self.acquire()
+
     # -- start-up ----------------------------------------------------------
 
     async def _decide(self) -> None:

@@ -1,11 +1,18 @@
-"""Moving the fallback's tasks into the primary, once the primary answers.
+"""Moving the fallback's tasks into the primary, once the primary answers: the hand-over.
 
 Idempotent by task id, the newest `updated_at` wins (src.database.transfer upserts), and
-done under SQLite's write lock: the fallback's rows are read, upserted into the primary
-batch by batch, then deleted from the fallback, all in one SQLite write transaction. Two
-workers sharing the file therefore never move the same rows twice, writes to the
-fallback wait meanwhile, and a failure half-way deletes nothing (the primary's upserts
-are harmless to repeat).
+done under SQLite's write lock: the fallback's rows are read and upserted into the primary
+batch by batch, then — in the same SQLite write transaction — the fallback's `tasks`
+table and its migration record are dropped and a hand-over record is written. A failure
+half-way drops nothing (the primary's upserts are harmless to repeat).
+
+Dropping the table, rather than emptying it, is what keeps several workers apart: every
+worker shares the file, and a worker that has not switched yet cannot write (or read) a
+task there any more, whatever path its request took — its statement fails, the worker
+sees the hand-over record (`handed_over`), switches to the primary and runs the work
+there. Emptied, the table would have taken that worker's later writes, which nothing
+would ever move. A new fallback period (the primary unreachable at a later start)
+migrates the file from scratch.
 
 A fallback file remembers which primary it stood in for (a fingerprint of backend, host,
 port and database — never credentials), so that tasks left in it by an earlier run are
@@ -31,7 +38,20 @@ _MARKER = sa.Table(
     sa.Column("primary_fingerprint", sa.String(64), primary_key=True),
     sa.Column("since", sa.String(40), nullable=False),
 )
+# Written when the tasks have been handed over to the primary (the fallback then has no
+# `tasks` table until a new fallback period migrates it again).
+_HANDOVER = sa.Table(
+    "todo_handed_over",
+    sa.MetaData(),
+    sa.Column("primary_fingerprint", sa.String(64), primary_key=True),
+    sa.Column("at", sa.String(40), nullable=False),
+)
 _TASKS = tasks_table
+# Tasks whose ids another user owns in the primary: kept here for the operator, never moved.
+_UNMOVED = sa.Table(
+    "todo_unmoved_tasks", sa.MetaData(), *(column._copy() for column in tasks_table.c)
+)
+_VERSION_TABLE = "alembic_version"
 _COLUMNS = tuple(_TASKS.c[name] for name in TaskRecord._fields)
 
 
@@ -42,8 +62,12 @@ class PromotionReport:
     updated: int = 0
     kept_newer: int = 0  # the primary's copy was as new or newer
     conflicts: int = 0  # ids another user owns in the primary: left in the fallback
+    # The fallback had no tasks table: another worker had handed it over already.
+    earlier: bool = False
 
     def describe(self) -> str:
+        if self.earlier:
+            return "the SQLite fallback's tasks had already been moved into the primary"
         text = (
             f"moved {self.seen - self.conflicts} task(s) from the SQLite fallback into the "
             f"primary ({self.inserted} new, {self.updated} updated, {self.kept_newer} already "
@@ -51,8 +75,8 @@ class PromotionReport:
         )
         if self.conflicts:
             text += (
-                f"; {self.conflicts} task(s) stayed in the fallback because their ids belong "
-                "to another user in the primary"
+                f"; {self.conflicts} task(s) were kept in the fallback file's table "
+                f"{_UNMOVED.name} because their ids belong to another user in the primary"
             )
         return text
 
@@ -79,26 +103,58 @@ def mark_fallback_for(engine: Engine, primary: URL) -> None:
 
 
 def move_tasks(
-    fallback: Engine, primary: Engine, *, only_for: URL | None = None
+    fallback: Engine, primary: Engine, primary_url: URL, *, only_if_marked: bool = False
 ) -> PromotionReport:
-    """Upsert every task of `fallback` into `primary`, then delete them from `fallback`.
+    """Upsert every task of `fallback` into `primary`, then hand the fallback over: drop
+    its `tasks` table (the module's docstring says why) in the same SQLite transaction.
 
-    With `only_for`, nothing happens unless `fallback` was marked as standing in for
-    that primary. Raises what the databases raise (nothing is deleted then).
+    `primary_url`: the configured primary's URL (what the marks are made of). With
+    `only_if_marked`, nothing happens unless `fallback` was marked as standing in for
+    that primary. Raises what the databases raise (nothing is dropped then).
     """
     with fallback.connect() as source, source.begin():  # BEGIN IMMEDIATE: the write lock
         if not sa.inspect(source).has_table(_TASKS.name):
-            return PromotionReport()
-        if only_for is not None and not _marked_for(source, only_for):
+            return PromotionReport(earlier=True)
+        if only_if_marked and not _marked_for(source, primary_url):
             return PromotionReport()
         report, conflicts = _copy(source, primary)
-        if conflicts:
-            source.execute(_TASKS.delete().where(_TASKS.c.id.not_in(conflicts)))
-        else:
-            source.execute(_TASKS.delete())
-            if sa.inspect(source).has_table(_MARKER.name):
-                source.execute(_MARKER.delete())
+        _hand_over(source, primary_url, conflicts)
         return report
+
+
+def handed_over(fallback: Engine, primary: URL) -> bool:
+    """Whether `fallback`'s tasks were handed over to `primary` (by any worker) and no
+    new fallback period has begun since: its `tasks` table is gone and the record says so.
+    """
+    with fallback.connect() as connection, connection.begin():
+        tables = set(sa.inspect(connection).get_table_names())
+        if _TASKS.name in tables or _HANDOVER.name not in tables:
+            return False
+        key = fingerprint(primary)
+        row = connection.execute(
+            sa.select(_HANDOVER.c.at).where(_HANDOVER.c.primary_fingerprint == key)
+        ).first()
+        return row is not None
+
+
+def _hand_over(source: Connection, primary: URL, conflicts: list[str]) -> None:
+    if conflicts:
+        _UNMOVED.create(source, checkfirst=True)
+        names = [column.name for column in _UNMOVED.c]
+        for start in range(0, len(conflicts), DEFAULT_BATCH_SIZE):
+            chosen = conflicts[start : start + DEFAULT_BATCH_SIZE]
+            rows = sa.select(*(_TASKS.c[name] for name in names)).where(_TASKS.c.id.in_(chosen))
+            source.execute(_UNMOVED.insert().prefix_with("OR REPLACE").from_select(names, rows))
+    _TASKS.drop(source)  # its indexes go with it
+    source.exec_driver_sql(f"DROP TABLE IF EXISTS {_VERSION_TABLE}")
+    if sa.inspect(source).has_table(_MARKER.name):
+        source.execute(_MARKER.delete())
+    _HANDOVER.create(source, checkfirst=True)
+    source.execute(
+        _HANDOVER.insert()
+        .prefix_with("OR REPLACE")
+        .values(primary_fingerprint=fingerprint(primary), at=datetime.now(UTC).isoformat())
+    )
 
 
 def _marked_for(source: Connection, primary: URL) -> bool:

@@ -35,6 +35,7 @@ from src.database.attempts import (
 )
 from src.database.concurrency import gate_for
 from src.database.deadline import Deadline, request_deadline
+from src.database.error_codes import Code, code_of
 from src.database.failures import Failure
 from src.database.inline import Deferred, InlineSqlite
 
@@ -54,6 +55,12 @@ class FaultMonitor(Protocol):
     def connection_failed(self, failure: Failure) -> None: ...
 
     def statement_timed_out(self) -> None: ...
+
+    async def handed_over(self, database: Database) -> Database | None:
+        """`database` (SQLite) failed a statement: when it is a fallback whose tasks were
+        moved into the primary, the database that serves instead, once the switch is made
+        (raises DatabaseStarting when it takes too long); None otherwise."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,31 @@ class Database:
             await self.loop_engine.dispose()
 
     async def _run(self, mode: Mode, idempotent: bool, work: Callable[[Connection], T]) -> T:
+        try:
+            return await self._run_here(mode, idempotent, work)
+        except Exception as error:
+            replacement = await self._replacement(error)
+            if replacement is None:
+                raise
+        # The statement failed on a table that is gone, so it changed nothing: it runs,
+        # whole, on the database that took over, with a deadline of its own.
+        request_deadline.set(Deadline.after(replacement.statement_timeout))
+        return await replacement._run_here(mode, idempotent, work)
+
+    async def _replacement(self, error: Exception) -> Database | None:
+        """Where the work goes when this SQLite fallback was handed over to the primary
+        (src.database.promotion) by this worker or another one, while it ran."""
+        if (
+            self.monitor is None
+            or self.engine.url.get_backend_name() != "sqlite"
+            or not driver_error(error)
+            or code_of(error) is not Code.OTHER  # "no such table" is SQLite's plain error
+        ):
+            return None
+        replacement = await self.monitor.handed_over(self)
+        return replacement if replacement is not self else None
+
+    async def _run_here(self, mode: Mode, idempotent: bool, work: Callable[[Connection], T]) -> T:
         try:
             if self.inline is not None:
                 try:
