@@ -61,7 +61,15 @@ class StagedApp:
         self._built = threading.Event()
         self._ready: asyncio.Event | None = None
         self._lifespan: _Lifespan | None = None
-        threading.Thread(target=self._build, name="app-import", daemon=True).start()
+        self._building = False
+
+    def _start_building(self) -> None:
+        # On the first call (the server's lifespan start-up), not at import: a process
+        # that imports this module and exits (a tool, a test) must not leave a thread
+        # importing C extensions while the interpreter shuts down — that aborted it.
+        if not self._building:
+            self._building = True
+            threading.Thread(target=self._build, name="app-import", daemon=True).start()
 
     def _build(self) -> None:
         try:
@@ -77,6 +85,7 @@ class StagedApp:
         if serving is not None:
             await serving(scope, receive, send)
             return
+        self._start_building()
         if scope["type"] == "lifespan":
             await self._serve_lifespan(receive, send)
             return
@@ -226,5 +235,6 @@ def _request_id(scope: _Scope) -> bytes:
     return uuid.uuid4().hex.encode()
 
 
-# Imported by uvicorn (and by each of its workers); the import thread starts here.
+# Imported by uvicorn (and by each of its workers); the import thread starts at the
+# lifespan's start-up, the first thing the server sends.
 app = StagedApp()

@@ -220,3 +220,23 @@ def test_an_application_that_cannot_start_is_not_reported_alive(
 
     asyncio.run(scenario())
     assert any(r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_importing_the_module_starts_nothing() -> None:
+    # A tool or test that imports src.main and exits at once used to abort (SIGABRT, no
+    # message) now and then: the import thread was still loading C extensions while the
+    # interpreter shut down. The thread now starts with the server's first call.
+    import subprocess
+    import sys
+
+    from tests.server import ROOT
+
+    code = (
+        "import threading, src.main; "
+        "assert threading.active_count() == 1, threading.enumerate(); "
+        "assert not src.main.app._building"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
