@@ -1,54 +1,32 @@
-"""The SQLite fallback: when it may start, and how it ends.
+"""The SQLite fallback: when it may start, and opening it.
 
-The fallback exists for a missing or unusable URL, or a primary nobody answers. It never
-outlives its reason silently: while it serves in place of a configured primary, that
-primary is probed in the background, and when it answers its tasks are moved into it
-(src.database.promotion) and the app switches over. A fallback file left from an earlier
-run for the same primary is moved the same way at the next start on the primary.
-
-Workers share the fallback file, and the first to reach the primary moves every task and
-hands the file over (its `tasks` table is dropped). The others learn of it from the file —
-at their next statement there, or within `_HANDOVER_CHECK_SECONDS` — and switch too,
-without going back to the fallback even when they cannot reach the primary yet.
+The fallback exists for a missing or unusable URL, or a primary nobody answers. Where a
+replica is configured, the file is restored from it first, and an unreadable replica
+keeps the fallback closed (never an empty database over a good replica). How the fallback
+ends — when a configured primary answers — is src.database.switchover.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from functools import partial
 from typing import TYPE_CHECKING
 
 from src.database.engine import create_database_engine
 from src.database.replica import SqliteReplica
-from src.database.startup import Ready, Refused, Unusable
+from src.database.startup import Ready
 from src.database.state import ConnectionState
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from src.database.manager import DatabaseManager
-    from src.database.promotion import PromotionReport
     from src.database.sqlite_locator import SqliteLocation
 
 logger = logging.getLogger(__name__)
-
-_WATCH_DELAY_MAX = 30.0
-# How long a switch waits for units of work still running on the fallback.
-_DRAIN_SECONDS = 30.0
-# While on the fallback: how often to look whether another worker handed it over.
-_HANDOVER_CHECK_SECONDS = 1.0
 
 
 class FallbackRunner:
     def __init__(self, manager: DatabaseManager) -> None:
         self.manager = manager
-        self.switching = False
-        # Another worker moved the fallback's tasks into the primary: never serve it again.
-        self.handed_over = False
-        self._wake = asyncio.Event()
-        self._watching = False
         self.replica = SqliteReplica(manager.settings)
 
     @property
@@ -117,160 +95,3 @@ class FallbackRunner:
             f"SQLite at {location.path or 'memory'} failed: "
             f"{failure.describe() if failure else 'unknown'}",
         )
-
-    async def watch_primary(self) -> None:
-        """While serving in place of an unreachable primary: probe it; when it answers,
-        move the fallback's tasks into it and switch."""
-        self._watching = True
-        try:
-            await self._watch_primary()
-        finally:
-            self._watching = False
-
-    async def _watch_primary(self) -> None:
-        manager = self.manager
-        delay = manager.settings.database_retry_delay_ms / 1000
-        while True:
-            await self._pause(delay)
-            delay = min(delay * 2, _WATCH_DELAY_MAX)
-            engine = manager.new_primary_engine()
-            outcome = await manager.policy.attempt(engine)
-            if isinstance(outcome, Ready):
-                if await self._promote(engine, outcome):
-                    return
-                continue
-            await asyncio.to_thread(engine.dispose)
-            if isinstance(outcome, Unusable):
-                # It answers: the fallback's reason is gone, and the primary cannot be
-                # used. Stop writing to SQLite; its tasks stay there until it can.
-                database = await manager.stop_serving()
-                if database is not None:
-                    await asyncio.to_thread(database.engine.dispose)
-                manager._refuse_primary(outcome.failure)
-                delay = max(delay, 5.0)
-            elif self.handed_over:
-                # The tasks are in the primary now: wait for it, fail fast meanwhile.
-                self.switching = False
-                manager.status.transition(
-                    ConnectionState.PRIMARY_UNAVAILABLE,
-                    "The SQLite fallback's tasks were moved into the primary database, which "
-                    f"this worker cannot reach at the moment: {outcome.failure.describe()}",
-                )
-                delay = manager.settings.database_retry_delay_ms / 1000
-            elif isinstance(outcome, Refused):
-                manager.status.fallback_reason = (
-                    f"The primary database could not be used ({outcome.failure.describe()})."
-                )
-                delay = max(delay, 5.0)
-
-    def note_handed_over(self) -> None:
-        """Another worker moved the fallback's tasks into the primary: stop serving the
-        fallback now (requests wait for the switch) and try the primary at once."""
-        if self.handed_over:
-            return
-        self.handed_over = True
-        self.switching = True
-        self.manager.status.transition(
-            ConnectionState.CONNECTING_PRIMARY,
-            "another worker moved the SQLite fallback's tasks into the primary; switching to it",
-        )
-        logger.info("Another worker moved the fallback's tasks into the primary; switching")
-        self._wake.set()
-        if not self._watching:  # a fallback for a primary that refused us at start
-            self.manager.spawn(self.watch_primary())
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep `seconds`; cut short when the fallback was handed over by another worker
-        (told by a request, or seen in the file)."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + seconds
-        while not self._wake.is_set() and (left := until - loop.time()) > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=min(left, _HANDOVER_CHECK_SECONDS)
-                )
-            if not self.handed_over and await self._handed_over_elsewhere():
-                self.note_handed_over()
-        self._wake.clear()
-
-    async def _handed_over_elsewhere(self) -> bool:
-        engine, url = self.manager.engine, self.manager.primary_url
-        if engine is None or url is None or engine.url.get_backend_name() != "sqlite":
-            return False
-        from src.database.promotion import handed_over  # only while on a fallback
-
-        try:
-            return await asyncio.to_thread(handed_over, engine, url)
-        except Exception:  # the file answers the next look, or a request does
-            logger.debug("Could not look for a hand-over of the fallback", exc_info=True)
-            return False
-
-    async def _promote(self, primary: Engine, outcome: Ready) -> bool:
-        manager = self.manager
-        url = manager.primary_url
-        assert url is not None
-        self.switching = True
-        current = await manager.stop_serving()
-        try:
-            fallback = current.engine if current is not None else None
-            if fallback is None:
-                location = await asyncio.to_thread(manager.sqlite_location)
-                fallback = create_database_engine(location.url, manager.settings)
-            else:
-                await _drained(fallback)
-            from src.database.promotion import move_tasks  # only once a fallback served
-
-            try:
-                report = await asyncio.to_thread(move_tasks, fallback, primary, url)
-            except Exception:
-                logger.exception("Moving the fallback's tasks into the primary failed")
-                await asyncio.to_thread(primary.dispose)
-                if current is not None and not self.handed_over:
-                    manager.serve(current.engine, primary=False, outcome=outcome)
-                return False
-            manager.status.promotion = report.describe()
-            manager.status.fallback_reason = None
-            manager.serve(primary, primary=True, outcome=outcome)
-            logger.info("Switched to the primary database: %s", manager.status.promotion)
-            await asyncio.to_thread(fallback.dispose)
-            await self.replica.stop()  # its last sync ships the handed-over fallback
-            return True
-        finally:
-            self.switching = False
-
-    async def merge_leftovers(self) -> None:
-        """On the primary: tasks a fallback for this same primary kept from an earlier run
-        are moved in too (only when such a file exists: nothing is created here)."""
-        manager = self.manager
-        location = await asyncio.to_thread(manager.sqlite_location)
-        if location.path is None or not location.path.is_file():
-            return
-        database = manager.engine
-        url = manager.resolution.url
-        if database is None or url is None:
-            return
-        from src.database.promotion import move_tasks  # only with an earlier fallback's file
-
-        fallback = create_database_engine(location.url, manager.settings)
-        try:
-            report: PromotionReport | None = await asyncio.to_thread(
-                partial(move_tasks, fallback, database, url, only_if_marked=True)
-            )
-        except Exception:
-            logger.exception("Moving an earlier fallback's tasks into the primary failed")
-            return
-        finally:
-            await asyncio.to_thread(fallback.dispose)
-        if report is not None and report.seen:
-            manager.status.promotion = report.describe()
-            logger.info("Moved an earlier fallback's tasks: %s", report.describe())
-
-
-async def _drained(engine: Engine) -> None:
-    from src.database.concurrency import gate_for
-
-    limiter = gate_for(engine).limiter
-    for _ in range(int(_DRAIN_SECONDS / 0.02)):
-        if limiter.borrowed_tokens == 0:
-            return
-        await asyncio.sleep(0.02)

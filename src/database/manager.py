@@ -35,6 +35,7 @@ from src.database.resolver import Resolution, describe_server, resolve_database_
 from src.database.sqlite_locator import SqliteLocation, locate_for
 from src.database.startup import Ready, Refused, StartupPolicy, Unreachable, Unusable
 from src.database.state import CONNECTED, DECIDING, ConnectionState, DatabaseStatus
+from src.database.switchover import Switchover
 from src.database.transactions import Database
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class DatabaseManager:
         self._probing = False
         self._probed_at = 0.0
         self.fallback = FallbackRunner(self)
+        self.switchover = Switchover(self)
 
     # -- public surface ----------------------------------------------------
 
@@ -124,7 +126,7 @@ class DatabaseManager:
         if self.ready:
             assert self._database is not None
             return self._database
-        if self.status.state in DECIDING or self.fallback.switching:
+        if self.status.state in DECIDING or self.switchover.switching:
             timeout = self.settings.database_connect_timeout
             try:
                 await asyncio.wait_for(self._wait_servable(), timeout=timeout)
@@ -161,7 +163,7 @@ class DatabaseManager:
         if not await asyncio.to_thread(handed_over, database.engine, url):
             return None
         if database is self._database:
-            self.fallback.note_handed_over()
+            self.switchover.note_handed_over()
         return await self.acquire()
 
     # -- start-up ----------------------------------------------------------
@@ -203,7 +205,7 @@ class DatabaseManager:
         outcome = await self.policy.with_retries(engine)
         if isinstance(outcome, Ready):
             self.serve(engine, primary=True, outcome=outcome)
-            self.spawn(self.fallback.merge_leftovers())
+            self.spawn(self.switchover.merge_leftovers())
             return
         await asyncio.to_thread(engine.dispose)
         if isinstance(outcome, Unusable):
@@ -218,7 +220,7 @@ class DatabaseManager:
             logger.warning("Falling back to SQLite: %s", self.status.fallback_reason)
             await self.fallback.start_if_allowed(primary_configured=True)
             if isinstance(outcome, Unreachable):
-                self.spawn(self.fallback.watch_primary())
+                self.spawn(self.switchover.watch_primary())
             return
         # The policy keeps us on the primary: retry in the background, fail fast meanwhile.
         self.status.transition(ConnectionState.PRIMARY_UNAVAILABLE, failure.describe())
@@ -235,7 +237,7 @@ class DatabaseManager:
         logger.error("Primary database cannot be used: %s", failure.describe())
 
     async def _retry_primary(self, *, slow: bool) -> None:
-        """Until the primary is usable (not on the fallback: that is FallbackRunner's job)."""
+        """Until the primary is usable (on the fallback, src.database.switchover does it)."""
         delay = 5.0 if slow else self.settings.database_retry_delay_ms / 1000
         while True:
             await asyncio.sleep(delay)
@@ -244,7 +246,7 @@ class DatabaseManager:
             outcome = await self.policy.attempt(engine)
             if isinstance(outcome, Ready):
                 self.serve(engine, primary=True, outcome=outcome)
-                self.spawn(self.fallback.merge_leftovers())
+                self.spawn(self.switchover.merge_leftovers())
                 return
             await asyncio.to_thread(engine.dispose)
             if isinstance(outcome, Unusable):
@@ -333,7 +335,7 @@ class DatabaseManager:
 
     async def _wait_servable(self) -> None:
         await self._decided.wait()
-        while self.fallback.switching:
+        while self.switchover.switching:
             await asyncio.sleep(0.02)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
