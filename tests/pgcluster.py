@@ -12,6 +12,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import psycopg
+
 _AS_POSTGRES = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
 
 
@@ -96,6 +98,13 @@ class PgCluster:
     def url(self, database: str = "postgres") -> str:
         """A URL the app can be given (no password needed under trust)."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str = "todo") -> str:
+        """A new, empty database on this cluster (which must be running); its name."""
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name
 
     def close(self) -> None:
         self.stop("immediate")

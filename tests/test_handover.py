@@ -10,13 +10,16 @@ the test calling `move_tasks` on the same file, against a throwaway cluster of o
 from __future__ import annotations
 
 import sqlite3
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from src.config.settings import Settings
 from src.database.engine import create_database_engine
@@ -26,13 +29,6 @@ from src.database.resolver import resolve_database_url
 from src.models.task import tasks_table
 from tests.conftest import TEST_SECRET, bearer, make_settings, running_app, wait_ready, wait_until
 from tests.pgcluster import PgCluster
-
-
-def _new_database(cluster: PgCluster) -> str:
-    name = f"todo_handover_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(cluster.admin_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name
 
 
 def _primary_ids(cluster: PgCluster, database: str) -> set[str]:
@@ -61,6 +57,13 @@ def _insert(task_id: str, title: str, user: str) -> sa.Insert:
     )
 
 
+class _Engines(NamedTuple):
+    fallback: sa.Engine
+    primary: sa.Engine
+    url: sa.URL
+    path: Path
+
+
 def _settings(tmp_path: Path, url: str, **values: object) -> Settings:
     return make_settings(
         tmp_path,
@@ -75,94 +78,93 @@ def _settings(tmp_path: Path, url: str, **values: object) -> Settings:
     )
 
 
+@contextmanager
+def _serving_the_fallback(
+    tmp_path: Path, cluster: PgCluster
+) -> Iterator[tuple[TestClient, str, Settings]]:
+    """An app on the SQLite fallback of a primary that is down (started again after)."""
+    database = cluster.new_database("todo_handover")
+    cluster.stop()
+    try:
+        settings = _settings(tmp_path, cluster.url(database))
+        with running_app(settings) as (_, client):
+            assert wait_ready(client)["fallback_active"] is True
+            yield client, database, settings
+    finally:
+        cluster.start()
+
+
 def test_a_worker_still_on_the_fallback_sends_its_next_write_to_the_primary(
     tmp_path: Path, stoppable_cluster: PgCluster
 ) -> None:
-    database = _new_database(stoppable_cluster)
-    url = stoppable_cluster.url(database)
-    stoppable_cluster.stop()
-    try:
-        settings = _settings(tmp_path, url)
-        with running_app(settings) as (_, client):
-            assert wait_ready(client)["fallback_active"] is True
-            alice = bearer("alice")
-            before = client.post("/api/alice/tasks", json={"title": "before"}, headers=alice)
-            assert before.status_code == 201
-            stoppable_cluster.start()
-            described = _other_worker_hands_over(settings, tmp_path / "todo.db")
-            assert "moved 1 task(s)" in described
+    alice = bearer("alice")
+    with _serving_the_fallback(tmp_path, stoppable_cluster) as (client, database, settings):
+        before = client.post("/api/alice/tasks", json={"title": "before"}, headers=alice)
+        assert before.status_code == 201
+        stoppable_cluster.start()
+        described = _other_worker_hands_over(settings, tmp_path / "todo.db")
+        assert "moved 1 task(s)" in described
 
-            # The fallback cannot take a task any more, from any connection.
-            with sqlite3.connect(tmp_path / "todo.db") as raw, pytest.raises(sqlite3.Error):
-                raw.execute("INSERT INTO tasks (id) VALUES ('x')")
+        # The fallback cannot take a task any more, from any connection.
+        with sqlite3.connect(tmp_path / "todo.db") as raw, pytest.raises(sqlite3.Error):
+            raw.execute("INSERT INTO tasks (id) VALUES ('x')")
 
-            after = client.post("/api/alice/tasks", json={"title": "after"}, headers=alice)
-            assert after.status_code == 201, after.text
-            listed = client.get("/api/alice/tasks", headers=alice)
-            assert listed.status_code == 200
-            assert sorted(t["title"] for t in listed.json()) == ["after", "before"]
-            report = client.get("/config/database").json()
-            assert report["connection_state"] == "PRIMARY_CONNECTED"
-            assert report["fallback_active"] is False
-            assert "already been moved" in report["promotion"]
+        after = client.post("/api/alice/tasks", json={"title": "after"}, headers=alice)
+        assert after.status_code == 201, after.text
+        listed = client.get("/api/alice/tasks", headers=alice)
+        assert listed.status_code == 200
+        assert sorted(t["title"] for t in listed.json()) == ["after", "before"]
+        report = client.get("/config/database").json()
+        assert report["connection_state"] == "PRIMARY_CONNECTED"
+        assert report["fallback_active"] is False
+        assert "already been moved" in report["promotion"]
         assert _primary_ids(stoppable_cluster, database) == {
             before.json()["id"],
             after.json()["id"],
         }
-    finally:
-        stoppable_cluster.start()
 
 
 def test_a_handed_over_fallback_is_never_served_again_while_the_primary_is_away(
     tmp_path: Path, stoppable_cluster: PgCluster
 ) -> None:
-    database = _new_database(stoppable_cluster)
-    url = stoppable_cluster.url(database)
-    stoppable_cluster.stop()
-    try:
-        settings = _settings(tmp_path, url)
-        with running_app(settings) as (_, client):
-            assert wait_ready(client)["fallback_active"] is True
-            alice = bearer("alice")
-            client.post("/api/alice/tasks", json={"title": "kept"}, headers=alice)
-            stoppable_cluster.start()
-            _other_worker_hands_over(settings, tmp_path / "todo.db")
-            stoppable_cluster.stop()
-
-            # This worker cannot reach the primary: it refuses rather than write to SQLite.
-            refused = client.post("/api/alice/tasks", json={"title": "lost?"}, headers=alice)
-            assert refused.status_code == 503, refused.text
-            assert refused.json()["code"] in {"DATABASE_STARTING", "DATABASE_UNAVAILABLE"}
-            assert "Retry-After" in refused.headers
-            assert wait_until(
-                lambda: (
-                    client.get("/config/database").json()["connection_state"]
-                    == "PRIMARY_UNAVAILABLE"
-                ),
-                timeout=20,
-            ), client.get("/config/database").json()
-            assert client.get("/ready").status_code == 503
-            with sqlite3.connect(tmp_path / "todo.db") as raw:
-                tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
-            assert "tasks" not in tables
-
-            stoppable_cluster.start()
-            assert wait_until(
-                lambda: (
-                    client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
-                ),
-                timeout=40,
-            ), client.get("/config/database").json()
-            listed = client.get("/api/alice/tasks", headers=alice).json()
-            assert [t["title"] for t in listed] == ["kept"]
-    finally:
+    alice = bearer("alice")
+    with _serving_the_fallback(tmp_path, stoppable_cluster) as (client, _, settings):
+        client.post("/api/alice/tasks", json={"title": "kept"}, headers=alice)
         stoppable_cluster.start()
+        _other_worker_hands_over(settings, tmp_path / "todo.db")
+        stoppable_cluster.stop()
+
+        # This worker cannot reach the primary: it refuses rather than write to SQLite.
+        refused = client.post("/api/alice/tasks", json={"title": "lost?"}, headers=alice)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] in {"DATABASE_STARTING", "DATABASE_UNAVAILABLE"}
+        assert "Retry-After" in refused.headers
+        assert wait_until(
+            lambda: (
+                client.get("/config/database").json()["connection_state"] == "PRIMARY_UNAVAILABLE"
+            ),
+            timeout=20,
+        ), client.get("/config/database").json()
+        assert client.get("/ready").status_code == 503
+        with sqlite3.connect(tmp_path / "todo.db") as raw:
+            tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
+        assert "tasks" not in tables
+
+        stoppable_cluster.start()
+        assert wait_until(
+            lambda: (
+                client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
+            ),
+            timeout=40,
+        ), client.get("/config/database").json()
+        listed = client.get("/api/alice/tasks", headers=alice).json()
+        assert [t["title"] for t in listed] == ["kept"]
 
 
-def test_hand_over_record_and_a_new_fallback_period(
-    tmp_path: Path, stoppable_cluster: PgCluster
-) -> None:
-    database = _new_database(stoppable_cluster)
+@pytest.fixture
+def engines(tmp_path: Path, stoppable_cluster: PgCluster) -> Iterator[_Engines]:
+    """A migrated SQLite fallback and a migrated, empty primary."""
+    database = stoppable_cluster.new_database("todo_handover")
     settings = _settings(tmp_path, stoppable_cluster.url(database))
     url = resolve_database_url(settings.database_url).url
     assert url is not None
@@ -172,56 +174,46 @@ def test_hand_over_record_and_a_new_fallback_period(
     try:
         upgrade_to_head(fallback)
         upgrade_to_head(primary)
-        assert not handed_over(fallback, url)
-        with fallback.begin() as conn:
-            conn.execute(_insert("11111111-1111-4111-8111-111111111111", "t", "alice"))
-        assert move_tasks(fallback, primary, url).seen == 1
-        assert handed_over(fallback, url)
-        # Handed over to this primary only.
-        other = url.set(database=f"{database}_elsewhere")
-        assert not handed_over(fallback, other)
-        # Moving again finds nothing: it was done.
-        again = move_tasks(fallback, primary, url)
-        assert again.earlier and again.seen == 0
-        # A later fallback period migrates the file from scratch and is a live fallback.
-        upgrade_to_head(fallback)
-        assert not handed_over(fallback, url)
-        with fallback.connect() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM tasks").scalar() == 0
+        yield _Engines(fallback, primary, url, path)
     finally:
         fallback.dispose()
         primary.dispose()
 
 
-def test_ids_another_user_owns_in_the_primary_are_kept_aside(
-    tmp_path: Path, stoppable_cluster: PgCluster
-) -> None:
-    database = _new_database(stoppable_cluster)
-    settings = _settings(tmp_path, stoppable_cluster.url(database))
-    url = resolve_database_url(settings.database_url).url
-    assert url is not None
-    path = tmp_path / "todo.db"
-    fallback = create_database_engine(sa.engine.make_url(f"sqlite:///{path}"), settings)
-    primary = create_database_engine(url, settings)
+def test_hand_over_record_and_a_new_fallback_period(engines: _Engines) -> None:
+    fallback, primary, url = engines.fallback, engines.primary, engines.url
+    assert not handed_over(fallback, url)
+    with fallback.begin() as conn:
+        conn.execute(_insert("11111111-1111-4111-8111-111111111111", "t", "alice"))
+    assert move_tasks(fallback, primary, url).seen == 1
+    assert handed_over(fallback, url)
+    # Handed over to this primary only.
+    assert not handed_over(fallback, url.set(database=f"{url.database}_elsewhere"))
+    # Moving again finds nothing: it was done.
+    again = move_tasks(fallback, primary, url)
+    assert again.earlier and again.seen == 0
+    # A later fallback period migrates the file from scratch and is a live fallback.
+    upgrade_to_head(fallback)
+    assert not handed_over(fallback, url)
+    with fallback.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM tasks").scalar() == 0
+
+
+def test_ids_another_user_owns_in_the_primary_are_kept_aside(engines: _Engines) -> None:
+    fallback, primary, url = engines.fallback, engines.primary, engines.url
     shared = "22222222-2222-4222-8222-222222222222"
     own = "33333333-3333-4333-8333-333333333333"
-    try:
-        upgrade_to_head(fallback)
-        upgrade_to_head(primary)
-        with primary.begin() as conn:
-            conn.execute(_insert(shared, "bob's", "bob"))
-        with fallback.begin() as conn:
-            conn.execute(_insert(shared, "alice's", "alice"))
-            conn.execute(_insert(own, "alice's own", "alice"))
-        report = move_tasks(fallback, primary, url)
-        assert report.conflicts == 1
-        assert "todo_unmoved_tasks" in report.describe()
-        with primary.connect() as conn:
-            rows = dict(conn.exec_driver_sql("SELECT id, user_id FROM tasks").all())
-        assert rows == {shared: "bob", own: "alice"}
-        with sqlite3.connect(path) as raw:
-            kept = raw.execute("SELECT id, user_id, title FROM todo_unmoved_tasks").fetchall()
-        assert kept == [(shared, "alice", "alice's")]
-    finally:
-        fallback.dispose()
-        primary.dispose()
+    with primary.begin() as conn:
+        conn.execute(_insert(shared, "bob's", "bob"))
+    with fallback.begin() as conn:
+        conn.execute(_insert(shared, "alice's", "alice"))
+        conn.execute(_insert(own, "alice's own", "alice"))
+    report = move_tasks(fallback, primary, url)
+    assert report.conflicts == 1
+    assert "todo_unmoved_tasks" in report.describe()
+    with primary.connect() as conn:
+        rows = dict(conn.exec_driver_sql("SELECT id, user_id FROM tasks").all())
+    assert rows == {shared: "bob", own: "alice"}
+    with sqlite3.connect(engines.path) as raw:
+        kept = raw.execute("SELECT id, user_id, title FROM todo_unmoved_tasks").fetchall()
+    assert kept == [(shared, "alice", "alice's")]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx2 as httpx
@@ -22,13 +21,6 @@ import pytest
 from tests.conftest import TEST_SECRET, bearer, make_settings, running_app, wait_ready, wait_until
 from tests.pgcluster import PgCluster
 from tests.server import clean_env, run_server
-
-
-def _new_database(cluster: PgCluster) -> str:
-    name = f"todo_promo_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(cluster.admin_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name
 
 
 def _primary_titles(cluster: PgCluster, database: str) -> list[str]:
@@ -49,7 +41,7 @@ def _sqlite_count(path: Path) -> int:
 def test_fallback_tasks_move_into_the_primary_when_it_returns(
     tmp_path: Path, stoppable_cluster: PgCluster
 ) -> None:
-    database = _new_database(stoppable_cluster)
+    database = stoppable_cluster.new_database("todo_promo")
     stoppable_cluster.stop()
     try:
         settings = make_settings(
@@ -105,7 +97,7 @@ def test_fallback_tasks_move_into_the_primary_when_it_returns(
 
 
 def test_two_workers_move_the_fallback_once(tmp_path: Path, stoppable_cluster: PgCluster) -> None:
-    database = _new_database(stoppable_cluster)
+    database = stoppable_cluster.new_database("todo_promo")
     stoppable_cluster.stop()
     env = clean_env(
         HOME=str(tmp_path / "home"),
@@ -171,7 +163,7 @@ def test_two_workers_move_the_fallback_once(tmp_path: Path, stoppable_cluster: P
 def test_an_earlier_fallback_moves_at_the_next_start(
     tmp_path: Path, stoppable_cluster: PgCluster
 ) -> None:
-    database = _new_database(stoppable_cluster)
+    database = stoppable_cluster.new_database("todo_promo")
     url = stoppable_cluster.url(database)
     quick = {
         "better_auth_secret": TEST_SECRET,
@@ -202,7 +194,7 @@ def test_sqlite_that_never_stood_in_for_this_primary_is_left_alone(
     with running_app(make_settings(tmp_path, better_auth_secret=TEST_SECRET)) as (_, client):
         wait_ready(client)
         client.post("/api/alice/tasks", json={"title": "local"}, headers=bearer("alice"))
-    database = _new_database(stoppable_cluster)
+    database = stoppable_cluster.new_database("todo_promo")
     settings = make_settings(
         tmp_path, database_url=stoppable_cluster.url(database), better_auth_secret=TEST_SECRET
     )

@@ -90,14 +90,10 @@ def mark_fallback_for(engine: Engine, primary: URL) -> None:
     """Record in the fallback file which primary it stands in for."""
     with engine.begin() as connection:
         _MARKER.create(connection, checkfirst=True)
-        key = fingerprint(primary)
-        exists = connection.execute(
-            sa.select(_MARKER.c.primary_fingerprint).where(_MARKER.c.primary_fingerprint == key)
-        ).first()
-        if exists is None:
+        if not _recorded(connection, _MARKER, primary):
             connection.execute(
                 _MARKER.insert().values(
-                    primary_fingerprint=key, since=datetime.now(UTC).isoformat()
+                    primary_fingerprint=fingerprint(primary), since=datetime.now(UTC).isoformat()
                 )
             )
 
@@ -115,7 +111,7 @@ def move_tasks(
     with fallback.connect() as source, source.begin():  # BEGIN IMMEDIATE: the write lock
         if not sa.inspect(source).has_table(_TASKS.name):
             return PromotionReport(earlier=True)
-        if only_if_marked and not _marked_for(source, primary_url):
+        if only_if_marked and not _recorded(source, _MARKER, primary_url):
             return PromotionReport()
         report, conflicts = _copy(source, primary)
         _hand_over(source, primary_url, conflicts)
@@ -127,14 +123,9 @@ def handed_over(fallback: Engine, primary: URL) -> bool:
     new fallback period has begun since: its `tasks` table is gone and the record says so.
     """
     with fallback.connect() as connection, connection.begin():
-        tables = set(sa.inspect(connection).get_table_names())
-        if _TASKS.name in tables or _HANDOVER.name not in tables:
+        if sa.inspect(connection).has_table(_TASKS.name):
             return False
-        key = fingerprint(primary)
-        row = connection.execute(
-            sa.select(_HANDOVER.c.at).where(_HANDOVER.c.primary_fingerprint == key)
-        ).first()
-        return row is not None
+        return _recorded(connection, _HANDOVER, primary)
 
 
 def _hand_over(source: Connection, primary: URL, conflicts: list[str]) -> None:
@@ -157,14 +148,13 @@ def _hand_over(source: Connection, primary: URL, conflicts: list[str]) -> None:
     )
 
 
-def _marked_for(source: Connection, primary: URL) -> bool:
-    if not sa.inspect(source).has_table(_MARKER.name):
+def _recorded(connection: Connection, record: sa.Table, primary: URL) -> bool:
+    """Whether `record` (a table keyed by primary fingerprints) names `primary`."""
+    if not sa.inspect(connection).has_table(record.name):
         return False
-    key = fingerprint(primary)
-    row = source.execute(
-        sa.select(_MARKER.c.primary_fingerprint).where(_MARKER.c.primary_fingerprint == key)
-    ).first()
-    return row is not None
+    key = record.c.primary_fingerprint
+    found = connection.execute(sa.select(key).where(key == fingerprint(primary))).first()
+    return found is not None
 
 
 def _copy(source: Connection, primary: Engine) -> tuple[PromotionReport, list[str]]:
