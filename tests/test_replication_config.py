@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from src.config.settings import Settings
 from src.core.redaction import redactor
-from src.replication import replica_config
+from src.replication import replica_config, replica_url
 from src.replication.binary import EXPECTED_VERSION, litestream, locate
 from src.replication.litestream_config import child_environment, render, run_directory
 from src.replication.replica_url import SCHEMES, mask, parse
@@ -221,3 +221,32 @@ def test_litestream_comes_from_the_pinned_wheel(tmp_path: Path) -> None:
         )
     assert out.returncode == 0, out.stderr
     assert str(tmp_path / "todo.db") in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "s3://bucket/todo?endpoint=https://x.example&region=auto",
+            "s3://bucket/todo-f?endpoint=https://x.example&region=auto",
+        ),
+        ("s3://bucket", "s3://bucket/todo-f"),
+        ("s3://bucket/", "s3://bucket/todo-f"),
+        ("file:///srv/replica/", "file:///srv/replica-f"),
+        ("sftp://u:p%40ss@host:22/backups/todo", "sftp://u:p%40ss@host:22/backups/todo-f"),
+        ("abs://account@container", "abs://account@container/todo-f"),
+        # An access point's name is the path's first segment: never renamed.
+        (
+            "s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap",
+            "s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap/todo-f",
+        ),
+        (
+            "s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap/db",
+            "s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap/db-f",
+        ),
+    ],
+)
+def test_a_file_beside_the_database_replicates_beside_its_replica(url: str, expected: str) -> None:
+    assert replica_url.beside(url, "-f") == expected
+    # The derived URL is as valid as the configured one.
+    assert replica_url.parse(expected)[1] == replica_url.parse(url)[1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from typing import TYPE_CHECKING
 
 from src.database.engine import create_database_engine
@@ -18,6 +19,8 @@ from src.database.startup import Ready
 from src.database.state import ConnectionState
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from src.database.manager import DatabaseManager
     from src.database.sqlite_locator import SqliteLocation
 
@@ -49,8 +52,12 @@ class FallbackRunner:
             return
         status.transition(ConnectionState.CONNECTING_FALLBACK, status.fallback_reason or "")
         location = await asyncio.to_thread(manager.sqlite_location)
-        status.sqlite = location
         status.using_fallback = True
+        await self._restore_then_open(location, primary_configured)
+
+    async def _restore_then_open(self, location: SqliteLocation, primary_configured: bool) -> None:
+        status = self.manager.status
+        status.sqlite = location
         self.replica.begin(location.path)
         if self.replica.running:
             assert self.replica.config is not None
@@ -61,11 +68,11 @@ class FallbackRunner:
             if not await self.replica.first_decision():
                 status.transition(ConnectionState.CONNECTION_ERROR, self.replica.reason())
                 logger.error("%s", status.reason)
-                manager.spawn(self._open_once_the_replica_allows(location, primary_configured))
+                self.manager.spawn(self._open_once_the_replica_allows(location, primary_configured))
                 return
         elif not location.persistent:
             logger.warning("SQLite is not persistent: %s", location.persistence_note)
-        await self._open(location, primary_configured)
+        await self._choose_then_open(location, primary_configured)
 
     async def _open_once_the_replica_allows(
         self, location: SqliteLocation, primary_configured: bool
@@ -73,6 +80,30 @@ class FallbackRunner:
         await self.replica.until_openable()
         logger.info("The SQLite replica can be read now; opening the database")
         self.manager.status.transition(ConnectionState.CONNECTING_FALLBACK, "replica restored")
+        await self._choose_then_open(location, primary_configured)
+
+    async def _choose_then_open(self, location: SqliteLocation, primary_configured: bool) -> None:
+        """Open `location`, or — standing in for a primary, when its file holds other
+        tasks (src.database.fallback_file) — a fallback file of the primary's own."""
+        primary = self.manager.primary_url
+        if primary_configured and primary is not None:
+            from src.database import fallback_file  # only on a fallback
+
+            try:
+                own = await asyncio.to_thread(fallback_file.fallback_location, location, primary)
+            except sqlite3.Error:
+                own = location  # opening it fails too, and says why
+            if own.path != location.path:
+                logger.warning(
+                    "The SQLite file at %s holds tasks that were not written in place of "
+                    "this DATABASE_URL (without one, or for another database); the fallback "
+                    "uses %s instead, so that they are never moved into it",
+                    location.path,
+                    own.path,
+                )
+                await self.replica.move_beside(fallback_file.sibling_suffix(primary))
+                await self._restore_then_open(own, primary_configured)
+                return
         await self._open(location, primary_configured)
 
     async def _open(self, location: SqliteLocation, primary_configured: bool) -> None:
@@ -81,12 +112,15 @@ class FallbackRunner:
         engine = create_database_engine(location.url, manager.settings, replicated=self.replicating)
         outcome = await manager.policy.attempt(engine)
         if isinstance(outcome, Ready):
-            if primary_configured:
-                assert manager.resolution.url is not None
-                from src.database.promotion import mark_fallback_for  # only on a fallback
-
-                await asyncio.to_thread(mark_fallback_for, engine, manager.resolution.url)
-            manager.serve(engine, primary=False, outcome=outcome)
+            if await self._mark(engine, primary_configured):
+                manager.serve(engine, primary=False, outcome=outcome)
+                return
+            await asyncio.to_thread(engine.dispose)
+            status.transition(
+                ConnectionState.CONNECTION_ERROR,
+                f"The SQLite file at {location.path} took tasks of another database while "
+                "the fallback was being opened; it is not used in place of DATABASE_URL.",
+            )
             return
         await asyncio.to_thread(engine.dispose)
         failure = status.last_failure
@@ -95,3 +129,24 @@ class FallbackRunner:
             f"SQLite at {location.path or 'memory'} failed: "
             f"{failure.describe() if failure else 'unknown'}",
         )
+
+    async def _mark(self, engine: Engine, primary_configured: bool) -> bool:
+        """Record what the file is now: a primary's fallback, or the app's own database."""
+        from src.database import fallback_file  # only with SQLite
+
+        primary = self.manager.primary_url
+        if primary_configured and primary is not None:
+            return await asyncio.to_thread(fallback_file.claim, engine, primary)
+        if self.manager.resolution.present:
+            # A DATABASE_URL that is set but unusable (a typo) still names the database the
+            # user means: a fallback file for it stays marked, to be moved once it is fixed.
+            return True
+        adopted = await asyncio.to_thread(fallback_file.release, engine)
+        if adopted:
+            logger.warning(
+                "This SQLite file held %d task(s) written in place of a database that is not "
+                "configured now; they are this database's own from now on (python -m src "
+                "copy moves them to a server)",
+                adopted,
+            )
+        return True

@@ -118,7 +118,10 @@ class InlineSqlite:
             delay = min(delay * 2, _RETRY_MAX)
 
     def close(self) -> None:
+        # Discarded, not returned to the pool: with busy_timeout=0 and the progress
+        # handler, a thread that took one from the pool would fail at the first lock.
         for connection in self._connections.values():
+            connection.invalidate()
             connection.close()
         self._connections.clear()
 

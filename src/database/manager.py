@@ -17,20 +17,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from src.config.settings import Settings
 from src.core.redaction import redactor
 from src.database.engine import checkpoint_sqlite, create_database_engine
-from src.database.errors import DatabaseStarting, DatabaseUnavailable
+from src.database.errors import DatabaseBusy, DatabaseStarting, DatabaseUnavailable
 from src.database.failures import Failure
 from src.database.fallback import FallbackRunner
 from src.database.inline import InlineSqlite
 from src.database.migrations import upgrade_to_head
+from src.database.primary_in_use import PrimaryInUse
 from src.database.resolver import Resolution, describe_server, resolve_database_url
 from src.database.sqlite_locator import SqliteLocation, locate_for
 from src.database.startup import Ready, Refused, StartupPolicy, Unreachable, Unusable
@@ -69,6 +72,7 @@ class DatabaseManager:
         self._probed_at = 0.0
         self.fallback = FallbackRunner(self)
         self.switchover = Switchover(self)
+        self.primary_in_use = PrimaryInUse(None)
 
     # -- public surface ----------------------------------------------------
 
@@ -99,6 +103,7 @@ class DatabaseManager:
         lives, when the caller has already found it (the lifespan finds it once)."""
         if location is not None:
             self._location = location
+        self.primary_in_use = PrimaryInUse(self._location.path if self._location else None)
         self.spawn(self._decide())
 
     async def wait_decided(self) -> None:
@@ -116,6 +121,7 @@ class DatabaseManager:
             await asyncio.to_thread(self._close_engine, database.engine)
         # After the engine: Litestream's final sync then holds every committed write.
         await self.fallback.replica.stop()
+        self.primary_in_use.release()
         if self._probe_engine is not None:
             await asyncio.to_thread(self._probe_engine.dispose)
             self._probe_engine = None
@@ -160,7 +166,12 @@ class DatabaseManager:
             return None
         from src.database.promotion import handed_over  # only on a fallback's failure
 
-        if not await asyncio.to_thread(handed_over, database.engine, url):
+        try:
+            moved = await asyncio.to_thread(handed_over, database.engine, url)
+        except (sqlite3.Error, SQLAlchemyError) as error:
+            logger.warning("Could not tell whether the fallback was handed over: %s", error)
+            raise DatabaseBusy("The database is busy; try again.", retry_after=1) from None
+        if not moved:
             return None
         if database is self._database:
             self.switchover.note_handed_over()
@@ -204,8 +215,8 @@ class DatabaseManager:
         engine = self.new_primary_engine()
         outcome = await self.policy.with_retries(engine)
         if isinstance(outcome, Ready):
+            await self.switchover.merge_leftovers(engine)
             self.serve(engine, primary=True, outcome=outcome)
-            self.spawn(self.switchover.merge_leftovers())
             return
         await asyncio.to_thread(engine.dispose)
         if isinstance(outcome, Unusable):
@@ -213,6 +224,18 @@ class DatabaseManager:
             self.spawn(self._retry_primary(slow=True))
             return
         failure = outcome.failure
+        if self.settings.database_fallback == "auto" and await asyncio.to_thread(
+            self.primary_in_use.elsewhere
+        ):
+            # Not a second store beside the one the other workers serve: wait for it too.
+            self.status.transition(
+                ConnectionState.PRIMARY_UNAVAILABLE,
+                "Another worker of this server serves the primary database, which this one "
+                f"cannot reach yet ({failure.describe()}); it waits for it rather than use "
+                "SQLite.",
+            )
+            self.spawn(self._retry_primary(slow=False))
+            return
         if self.settings.database_fallback == "auto":
             self.status.fallback_reason = (
                 f"The primary database could not be used ({failure.describe()})."
@@ -245,8 +268,8 @@ class DatabaseManager:
             engine = self.new_primary_engine()
             outcome = await self.policy.attempt(engine)
             if isinstance(outcome, Ready):
+                await self.switchover.merge_leftovers(engine)
                 self.serve(engine, primary=True, outcome=outcome)
-                self.spawn(self.switchover.merge_leftovers())
                 return
             await asyncio.to_thread(engine.dispose)
             if isinstance(outcome, Unusable):
@@ -268,6 +291,7 @@ class DatabaseManager:
             engine, self, self.settings.database_statement_timeout, inline, loop_engine
         )
         if primary:
+            self.primary_in_use.hold()
             self.status.using_fallback = False
             self._probe_engine = self._probe_engine or create_database_engine(
                 engine.url, self.settings, mysql_ssl_mode=self.resolution.mysql_ssl_mode, probe=True

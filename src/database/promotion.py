@@ -14,30 +14,24 @@ there. Emptied, the table would have taken that worker's later writes, which not
 would ever move. A new fallback period (the primary unreachable at a later start)
 migrates the file from scratch.
 
-A fallback file remembers which primary it stood in for (a fingerprint of backend, host,
-port and database — never credentials), so that tasks left in it by an earlier run are
-moved into that primary at its next start, and a SQLite database that was never a
-fallback is never emptied into a newly configured server.
+Which file stands in for which primary, and the marks that say so, are
+src.database.fallback_file: a SQLite database that was not a fallback for this primary is
+never emptied into it.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from src.database.engine import SQLITE_WRITE
+from src.database.fallback_file import MARKER, TOMBSTONES, fingerprint, recorded
 from src.database.transfer import DEFAULT_BATCH_SIZE, upsert_tasks
 from src.models.task import TaskRecord, tasks_table
 
-_MARKER = sa.Table(
-    "todo_fallback_for",
-    sa.MetaData(),
-    sa.Column("primary_fingerprint", sa.String(64), primary_key=True),
-    sa.Column("since", sa.String(40), nullable=False),
-)
 # Written when the tasks have been handed over to the primary (the fallback then has no
 # `tasks` table until a new fallback period migrates it again).
 _HANDOVER = sa.Table(
@@ -62,6 +56,7 @@ class PromotionReport:
     updated: int = 0
     kept_newer: int = 0  # the primary's copy was as new or newer
     conflicts: int = 0  # ids another user owns in the primary: left in the fallback
+    deleted: int = 0  # deleted in the fallback, and so in the primary too
     # The fallback had no tasks table: another worker had handed it over already.
     earlier: bool = False
 
@@ -73,29 +68,14 @@ class PromotionReport:
             f"primary ({self.inserted} new, {self.updated} updated, {self.kept_newer} already "
             "as new in the primary)"
         )
+        if self.deleted:
+            text += f"; {self.deleted} task(s) deleted in the fallback were deleted there too"
         if self.conflicts:
             text += (
                 f"; {self.conflicts} task(s) were kept in the fallback file's table "
                 f"{_UNMOVED.name} because their ids belong to another user in the primary"
             )
         return text
-
-
-def fingerprint(url: URL) -> str:
-    identity = f"{url.get_backend_name()}|{url.host or ''}|{url.port or ''}|{url.database or ''}"
-    return hashlib.sha256(identity.encode()).hexdigest()[:32]
-
-
-def mark_fallback_for(engine: Engine, primary: URL) -> None:
-    """Record in the fallback file which primary it stands in for."""
-    with engine.begin() as connection:
-        _MARKER.create(connection, checkfirst=True)
-        if not _recorded(connection, _MARKER, primary):
-            connection.execute(
-                _MARKER.insert().values(
-                    primary_fingerprint=fingerprint(primary), since=datetime.now(UTC).isoformat()
-                )
-            )
 
 
 def move_tasks(
@@ -108,24 +88,34 @@ def move_tasks(
     `only_if_marked`, nothing happens unless `fallback` was marked as standing in for
     that primary. Raises what the databases raise (nothing is dropped then).
     """
-    with fallback.connect() as source, source.begin():  # BEGIN IMMEDIATE: the write lock
-        if not sa.inspect(source).has_table(_TASKS.name):
-            return PromotionReport(earlier=True)
-        if only_if_marked and not _recorded(source, _MARKER, primary_url):
-            return PromotionReport()
-        report, conflicts = _copy(source, primary)
-        _hand_over(source, primary_url, conflicts)
-        return report
+    with fallback.connect() as source:
+        try:
+            with source.begin():  # BEGIN IMMEDIATE: the write lock
+                if not sa.inspect(source).has_table(_TASKS.name):
+                    return PromotionReport(earlier=True)
+                if only_if_marked and not recorded(source, MARKER, primary_url):
+                    return PromotionReport()
+                report, conflicts = _copy(source, primary)
+                _hand_over(source, primary_url, conflicts)
+                return report
+        except BaseException:
+            # Not back into the pool: whatever state the failure left it in (a snapshot
+            # held by a cursor, say), requests must not inherit it.
+            source.invalidate()
+            raise
 
 
 def handed_over(fallback: Engine, primary: URL) -> bool:
     """Whether `fallback`'s tasks were handed over to `primary` (by any worker) and no
     new fallback period has begun since: its `tasks` table is gone and the record says so.
     """
-    with fallback.connect() as connection, connection.begin():
-        if sa.inspect(connection).has_table(_TASKS.name):
-            return False
-        return _recorded(connection, _HANDOVER, primary)
+    with fallback.connect() as connection:
+        # A read transaction (BEGIN, not IMMEDIATE): a move in progress holds the write lock.
+        connection.execution_options(**{SQLITE_WRITE: False})
+        with connection.begin():
+            if sa.inspect(connection).has_table(_TASKS.name):
+                return False
+            return recorded(connection, _HANDOVER, primary)
 
 
 def _hand_over(source: Connection, primary: URL, conflicts: list[str]) -> None:
@@ -136,10 +126,11 @@ def _hand_over(source: Connection, primary: URL, conflicts: list[str]) -> None:
             chosen = conflicts[start : start + DEFAULT_BATCH_SIZE]
             rows = sa.select(*(_TASKS.c[name] for name in names)).where(_TASKS.c.id.in_(chosen))
             source.execute(_UNMOVED.insert().prefix_with("OR REPLACE").from_select(names, rows))
-    _TASKS.drop(source)  # its indexes go with it
+    _TASKS.drop(source)  # its indexes and its trigger go with it
+    TOMBSTONES.drop(source, checkfirst=True)
     source.exec_driver_sql(f"DROP TABLE IF EXISTS {_VERSION_TABLE}")
-    if sa.inspect(source).has_table(_MARKER.name):
-        source.execute(_MARKER.delete())
+    if sa.inspect(source).has_table(MARKER.name):
+        source.execute(MARKER.delete())
     _HANDOVER.create(source, checkfirst=True)
     source.execute(
         _HANDOVER.insert()
@@ -148,25 +139,46 @@ def _hand_over(source: Connection, primary: URL, conflicts: list[str]) -> None:
     )
 
 
-def _recorded(connection: Connection, record: sa.Table, primary: URL) -> bool:
-    """Whether `record` (a table keyed by primary fingerprints) names `primary`."""
-    if not sa.inspect(connection).has_table(record.name):
-        return False
-    key = record.c.primary_fingerprint
-    found = connection.execute(sa.select(key).where(key == fingerprint(primary))).first()
-    return found is not None
-
-
 def _copy(source: Connection, primary: Engine) -> tuple[PromotionReport, list[str]]:
     seen = inserted = updated = kept = 0
     conflicts: list[str] = []
-    rows = source.execute(sa.select(*_COLUMNS).order_by(_TASKS.c.id))
-    while batch := [TaskRecord._make(row) for row in rows.fetchmany(DEFAULT_BATCH_SIZE)]:
-        with primary.begin() as target:
-            counts = upsert_tasks(target, batch)
-        seen += len(batch)
-        inserted += counts.inserted
-        updated += counts.updated
-        kept += counts.unchanged + counts.skipped
-        conflicts += counts.conflict_ids
-    return PromotionReport(seen, inserted, updated, kept, len(conflicts)), conflicts
+    # One transaction in the primary: a move that fails leaves nothing there, so a task
+    # deleted in the fallback afterwards cannot come back with the next move.
+    with primary.begin() as target:
+        rows = source.execute(sa.select(*_COLUMNS).order_by(_TASKS.c.id))
+        try:
+            while batch := [TaskRecord._make(row) for row in rows.fetchmany(DEFAULT_BATCH_SIZE)]:
+                counts = upsert_tasks(target, batch)
+                seen += len(batch)
+                inserted += counts.inserted
+                updated += counts.updated
+                kept += counts.unchanged + counts.skipped
+                conflicts += counts.conflict_ids
+        finally:
+            rows.close()  # an open cursor keeps its snapshot even after a rollback
+        deleted = _delete_tombstoned(source, target)
+    report = PromotionReport(seen, inserted, updated, kept, len(conflicts), deleted=deleted)
+    return report, conflicts
+
+
+def _delete_tombstoned(source: Connection, target: Connection) -> int:
+    """Delete in the primary what was deleted in the fallback, unless it changed there
+    since (or its id is another user's, or it was created again in the fallback)."""
+    if not sa.inspect(source).has_table(TOMBSTONES.name):
+        return 0
+    gone = source.execute(
+        sa.select(TOMBSTONES.c.id, TOMBSTONES.c.user_id, TOMBSTONES.c.deleted_at).where(
+            TOMBSTONES.c.id.not_in(sa.select(_TASKS.c.id))
+        )
+    ).all()
+    deleted = 0
+    for task_id, user_id, deleted_at in gone:
+        result = target.execute(
+            _TASKS.delete().where(
+                _TASKS.c.id == task_id,
+                _TASKS.c.user_id == user_id,
+                _TASKS.c.updated_at <= datetime.fromisoformat(deleted_at),
+            )
+        )
+        deleted += result.rowcount
+    return deleted

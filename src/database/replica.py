@@ -23,8 +23,15 @@ _STEP_SECONDS = 0.25
 
 class SqliteReplica:
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.config = replica_config(settings)
         self.replication: Replication | None = None
+
+    async def move_beside(self, suffix: str) -> None:
+        """Stop replicating the configured file; the next `begin` replicates a file kept
+        beside it, to the configured replica path plus `suffix` (never over the other)."""
+        await self.stop()
+        self.config = replica_config(self.settings, beside=suffix)
 
     @property
     def configured(self) -> bool:

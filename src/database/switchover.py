@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from functools import partial
 from typing import TYPE_CHECKING
@@ -111,8 +112,9 @@ class Switchover:
             self.manager.spawn(self.watch_primary())
 
     async def _pause(self, seconds: float) -> None:
-        """Sleep `seconds`; cut short when the fallback was handed over by another worker
-        (told by a request, or seen in the file)."""
+        """Sleep `seconds`; cut short when another worker handed the fallback over (told
+        by a request, or seen in the file) or serves the primary (src.database.
+        primary_in_use): this one then tries the primary at once."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
         while not self._wake.is_set() and (left := until - loop.time()) > 0:
@@ -122,6 +124,8 @@ class Switchover:
                 )
             if not self.handed_over and await self._handed_over_elsewhere():
                 self.note_handed_over()
+            elif await asyncio.to_thread(self.manager.primary_in_use.elsewhere):
+                break
         self._wake.clear()
 
     async def _handed_over_elsewhere(self) -> bool:
@@ -169,32 +173,36 @@ class Switchover:
         finally:
             self.switching = False
 
-    async def merge_leftovers(self) -> None:
-        """On the primary: tasks a fallback for this same primary kept from an earlier run
-        are moved in too (only when such a file exists: nothing is created here)."""
+    async def merge_leftovers(self, primary: Engine) -> None:
+        """Before serving `primary`: tasks that a fallback for this same primary kept from
+        an earlier run are moved in first (from the app's SQLite file, or the fallback's
+        own file beside it; only files that exist: nothing is created here)."""
         manager = self.manager
+        url = manager.primary_url
         location = await asyncio.to_thread(manager.sqlite_location)
-        if location.path is None or not location.path.is_file():
+        if url is None or location.path is None:
             return
-        database = manager.engine
-        url = manager.resolution.url
-        if database is None or url is None:
-            return
-        from src.database.promotion import move_tasks  # only with an earlier fallback's file
+        from src.database import fallback_file  # only where a SQLite file may be left
+        from src.database.promotion import move_tasks
 
-        fallback = create_database_engine(location.url, manager.settings)
-        try:
-            report: PromotionReport | None = await asyncio.to_thread(
-                partial(move_tasks, fallback, database, url, only_if_marked=True)
+        for path in (location.path, fallback_file.own_file(location.path, url)):
+            if not path.is_file():
+                continue
+            fallback = create_database_engine(
+                dataclasses.replace(location, path=path).url, manager.settings
             )
-        except Exception:
-            logger.exception("Moving an earlier fallback's tasks into the primary failed")
-            return
-        finally:
-            await asyncio.to_thread(fallback.dispose)
-        if report is not None and report.seen:
-            manager.status.promotion = report.describe()
-            logger.info("Moved an earlier fallback's tasks: %s", report.describe())
+            try:
+                report: PromotionReport = await asyncio.to_thread(
+                    partial(move_tasks, fallback, primary, url, only_if_marked=True)
+                )
+            except Exception:
+                logger.exception("Moving an earlier fallback's tasks into the primary failed")
+                continue
+            finally:
+                await asyncio.to_thread(fallback.dispose)
+            if report.seen:
+                manager.status.promotion = report.describe()
+                logger.info("Moved an earlier fallback's tasks: %s", report.describe())
 
 
 async def _drained(engine: Engine) -> None:

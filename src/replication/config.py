@@ -67,14 +67,18 @@ class ReplicaConfig:
         return min(self.sync_interval, 1.0)
 
 
-def replica_config(settings: Settings) -> ReplicaConfig | None:
+def replica_config(settings: Settings, *, beside: str | None = None) -> ReplicaConfig | None:
     """The replica configuration, or None when `SQLITE_REPLICA_URL` is unset/blank.
+    `beside`: the replica of a file kept beside the configured one instead, at the
+    configured path with this suffix (replica_url.beside).
 
     Never raises. Registers every secret (keys, URL password) with the redactor.
     """
     raw = settings.sqlite_replica_url
     if raw is None or not raw.strip():
         return None
+    if beside is not None:
+        raw = replica_url.beside(raw, beside)
     parsed, errors = replica_url.parse(raw)
     warnings: list[str] = []
     env: dict[str, str] = {}

@@ -235,3 +235,22 @@ def with_option(url: str, key: str, value: str) -> str:
     """`url` with `?key=value` added."""
     sep = "&" if "?" in url else "?"
     return f"{url}{sep}{key}={quote(value, safe=':/')}"
+
+
+def beside(raw: str, suffix: str) -> str:
+    """The replica URL of a file kept beside the configured one: its path with `suffix`
+    appended (`s3://b/todo` → `s3://b/todo<suffix>`), or a first path segment named by it
+    where the URL has no path (`s3://b` → `s3://b/todo<suffix>`: the bucket, host or
+    access point stays the same). Query and credentials are kept."""
+    value = clean(raw)
+    base, mark, query = value.partition("?")
+    match = re.match(r"^(\w+://[^/]*)(/.*)?$", base, re.S)
+    if match is None:
+        return value
+    authority, path = match[1], (match[2] or "").rstrip("/")
+    access_point = base.lower().startswith("s3://arn:")
+    if not path or (access_point and path.count("/") < 2):
+        path += f"/todo{suffix}"  # the access point's name is the path's first segment
+    else:
+        path += suffix
+    return f"{authority}{path}{mark}{query}"

@@ -1,0 +1,229 @@
+"""Which SQLite file stands in for a primary (src.database.fallback_file), and which tasks
+follow it there: only those written in its place. A SQLite database used on purpose, or
+a file that stood in for another primary, is never emptied into it; the fallback gets a
+file of its own beside it. Against a throwaway cluster of our own, stopped and started.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from src.config.settings import Settings
+from src.database.primary_in_use import PrimaryInUse
+from tests.conftest import TEST_SECRET, bearer, make_settings, running_app, wait_ready, wait_until
+from tests.pgcluster import PgCluster
+
+ALICE = bearer("alice")
+
+
+def _settings(tmp_path: Path, url: str | None = None, **more: object) -> Settings:
+    values: dict[str, object] = {
+        **more,
+        "better_auth_secret": TEST_SECRET,
+        "database_startup_retries": 0,
+        "database_connect_timeout": 1,
+        "database_retry_delay_ms": 200,
+    }
+    if url is not None:
+        values["database_url"] = url
+    return make_settings(tmp_path, **values)
+
+
+def _titles_in(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return sorted(row[0] for row in db.execute("SELECT title FROM tasks"))
+
+
+def _primary_titles(cluster: PgCluster, database: str) -> list[str]:
+    with psycopg.connect(cluster.admin_url(database)) as conn:
+        has = conn.execute("SELECT to_regclass('tasks') IS NOT NULL").fetchone()
+        if not has or not has[0]:
+            return []
+        return sorted(row[0] for row in conn.execute("SELECT title FROM tasks"))
+
+
+def _own_files(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("todo-fallback-*.db"))
+
+
+def _create(client: TestClient, title: str) -> None:
+    response = client.post("/api/alice/tasks", json={"title": title}, headers=ALICE)
+    assert response.status_code == 201, response.text
+
+
+def test_a_sqlite_database_used_on_purpose_is_never_moved_into_the_primary(
+    tmp_path: Path, stoppable_cluster: PgCluster
+) -> None:
+    database = stoppable_cluster.new_database("todo_own")
+    with running_app(_settings(tmp_path)) as (_, client):  # no DATABASE_URL: on purpose
+        wait_ready(client)
+        _create(client, "mine")
+    stoppable_cluster.stop()
+    try:
+        # The URL is given, its server is down: the fallback must not be that database.
+        with running_app(_settings(tmp_path, stoppable_cluster.url(database))) as (_, client):
+            report = wait_ready(client)
+            assert report["fallback_active"] is True
+            assert "todo-fallback-" in report["sqlite_path"]
+            assert client.get("/api/alice/tasks", headers=ALICE).json() == []
+            _create(client, "during the outage")
+            stoppable_cluster.start()
+            assert wait_until(
+                lambda: (
+                    client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
+                ),
+                timeout=40,
+            )
+        assert _primary_titles(stoppable_cluster, database) == ["during the outage"]
+        assert _titles_in(tmp_path / "todo.db") == ["mine"]
+    finally:
+        stoppable_cluster.start()
+
+
+def test_a_fallback_for_one_primary_is_never_moved_into_another(
+    tmp_path: Path, stoppable_cluster: PgCluster
+) -> None:
+    first = stoppable_cluster.new_database("todo_first")
+    second = stoppable_cluster.new_database("todo_second")
+    stoppable_cluster.stop()
+    try:
+        with running_app(_settings(tmp_path, stoppable_cluster.url(first))) as (_, client):
+            assert wait_ready(client)["fallback_active"] is True
+            _create(client, "meant for the first")
+        with running_app(_settings(tmp_path, stoppable_cluster.url(second))) as (_, client):
+            report = wait_ready(client)
+            assert report["fallback_active"] is True
+            assert "todo-fallback-" in report["sqlite_path"]
+            _create(client, "meant for the second")
+        stoppable_cluster.start()
+        # The second starts on its primary: its own fallback file moves in, not the first's.
+        with running_app(_settings(tmp_path, stoppable_cluster.url(second))) as (_, client):
+            assert wait_ready(client)["connection_state"] == "PRIMARY_CONNECTED"
+            titles = [t["title"] for t in client.get("/api/alice/tasks", headers=ALICE).json()]
+            assert titles == ["meant for the second"]  # moved before it was ready
+        assert _titles_in(tmp_path / "todo.db") == ["meant for the first"]
+        # And the first, configured again, gets its own.
+        with running_app(_settings(tmp_path, stoppable_cluster.url(first))) as (_, client):
+            assert wait_ready(client)["connection_state"] == "PRIMARY_CONNECTED"
+        assert _primary_titles(stoppable_cluster, first) == ["meant for the first"]
+        assert _primary_titles(stoppable_cluster, second) == ["meant for the second"]
+    finally:
+        stoppable_cluster.start()
+
+
+def test_a_fallback_used_without_database_url_becomes_the_apps_own(
+    tmp_path: Path, stoppable_cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = stoppable_cluster.new_database("todo_adopted")
+    url = stoppable_cluster.url(database)
+    stoppable_cluster.stop()
+    try:
+        with running_app(_settings(tmp_path, url)) as (_, client):
+            assert wait_ready(client)["fallback_active"] is True
+            _create(client, "written in its place")
+        with running_app(_settings(tmp_path)) as (_, client):  # DATABASE_URL removed
+            wait_ready(client)
+            _create(client, "written on purpose")
+        assert "held 1 task(s) written in place of a database" in caplog.text
+        stoppable_cluster.start()
+        with running_app(_settings(tmp_path, url)) as (_, client):
+            assert wait_ready(client)["connection_state"] == "PRIMARY_CONNECTED"
+            assert client.get("/config/database").json()["promotion"] is None
+        assert _primary_titles(stoppable_cluster, database) == []
+        assert _titles_in(tmp_path / "todo.db") == ["written in its place", "written on purpose"]
+        assert _own_files(tmp_path) == []
+    finally:
+        stoppable_cluster.start()
+
+
+def test_a_worker_does_not_fall_back_while_a_sibling_serves_the_primary(
+    tmp_path: Path, stoppable_cluster: PgCluster
+) -> None:
+    database = stoppable_cluster.new_database("todo_sibling")
+    sibling = PrimaryInUse(tmp_path / "todo.db")
+    stoppable_cluster.stop()
+    try:
+        sibling.hold()  # another worker of the same server is on the primary
+        with running_app(_settings(tmp_path, stoppable_cluster.url(database))) as (_, client):
+            assert wait_until(
+                lambda: (
+                    client.get("/config/database").json()["connection_state"]
+                    == "PRIMARY_UNAVAILABLE"
+                )
+            ), client.get("/config/database").json()
+            refused = client.post("/api/alice/tasks", json={"title": "x"}, headers=ALICE)
+            assert refused.status_code == 503
+            assert "Another worker" in client.get("/config/database").json()["state_reason"]
+            assert not (tmp_path / "todo.db").exists()
+            stoppable_cluster.start()
+            assert wait_until(
+                lambda: (
+                    client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
+                ),
+                timeout=40,
+            )
+            _create(client, "on the primary")
+        assert _primary_titles(stoppable_cluster, database) == ["on the primary"]
+    finally:
+        sibling.release()
+        stoppable_cluster.start()
+
+
+def test_the_primary_lock_is_seen_by_others_only(tmp_path: Path) -> None:
+    mine, other = PrimaryInUse(tmp_path / "todo.db"), PrimaryInUse(tmp_path / "todo.db")
+    assert not other.elsewhere()
+    mine.hold()
+    mine.hold()  # idempotent
+    assert other.elsewhere()
+    assert not mine.elsewhere()  # its holder is not "another worker"
+    other.hold()  # shared: both may serve the primary
+    mine.release()
+    other.release()
+    assert not mine.elsewhere()
+    assert not PrimaryInUse(None).elsewhere()
+
+
+def _wipe(tmp_path: Path) -> None:
+    """What a Space's restart does to the container disk."""
+    for path in [*tmp_path.glob("todo*.db*"), *tmp_path.glob(".todo*")]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def test_the_fallbacks_own_file_has_its_own_replica(
+    tmp_path: Path, stoppable_cluster: PgCluster
+) -> None:
+    database = stoppable_cluster.new_database("todo_replicated")
+    url = stoppable_cluster.url(database)
+    replica = {"sqlite_replica_url": f"file://{tmp_path}/replica"}
+    with running_app(_settings(tmp_path, **replica)) as (_, client):
+        wait_ready(client)
+        _create(client, "mine")
+    stoppable_cluster.stop()
+    try:
+        with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+            report = wait_ready(client)
+            assert "todo-fallback-" in report["sqlite_path"]
+            assert "/replica-fallback-" in report["replication"]["replica_url"]
+            _create(client, "during the outage")
+        # The disk is wiped: each file comes back from its own replica.
+        _wipe(tmp_path)
+        with running_app(_settings(tmp_path, **replica)) as (_, client):
+            wait_ready(client)
+            listed = client.get("/api/alice/tasks", headers=ALICE).json()
+            assert [t["title"] for t in listed] == ["mine"]
+        _wipe(tmp_path)
+        with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+            assert wait_ready(client)["fallback_active"] is True
+            listed = client.get("/api/alice/tasks", headers=ALICE).json()
+            assert [t["title"] for t in listed] == ["during the outage"]
+    finally:
+        stoppable_cluster.start()
