@@ -358,6 +358,26 @@ def test_a_missing_source_is_reported_not_exported_as_empty(tmp_path: Path, pg_u
     assert "has no tasks table" in err(no_table) and no_table.stdout == b""
 
 
+def test_a_fallback_that_was_handed_over_says_where_its_tasks_went(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from src.database.fallback_file import claim
+    from src.database.promotion import move_tasks
+
+    with (
+        engine(f"sqlite:///{tmp_path / 'app.db'}", tmp_path) as fallback,
+        engine(pg_url, tmp_path) as primary,
+    ):
+        url = primary.url
+        assert claim(fallback, url)
+        seed(fallback, make_tasks(3))
+        assert move_tasks(fallback, primary, url).seen == 3
+    result = cli(tmp_path, "export")
+    assert result.returncode == 1
+    assert "its tasks were moved there at 20" in err(result), err(result)
+    assert "never run" not in err(result)
+
+
 def test_a_task_id_owned_by_another_user_is_left_alone_and_named(tmp_path: Path) -> None:
     theirs, mine = make_tasks(2)
     with engine(f"sqlite:///{tmp_path / 'app.db'}", tmp_path) as app:

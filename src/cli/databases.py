@@ -174,10 +174,27 @@ def require_tasks(database: Database) -> None:
     except sa.exc.SQLAlchemyError as exc:
         raise CommandError(f"Cannot read {database.label}: {database.failure(exc)}") from exc
     if not present:
+        moved = _handed_over_at(database)
+        if moved is not None:
+            raise CommandError(
+                f"{database.label} holds no tasks: it stood in for the configured database "
+                f"while that was unreachable, and its tasks were moved there at {moved}."
+            )
         raise CommandError(
             f"{database.label} has no tasks table: the app has never run on it. "
             "Check that this is the right database (`python -m src migrate` creates the table)."
         )
+
+
+def _handed_over_at(database: Database) -> str | None:
+    if database.url.get_backend_name() != "sqlite":
+        return None
+    from src.database.promotion import handed_over_at  # only for a SQLite source
+
+    try:
+        return handed_over_at(database.engine)
+    except sa.exc.SQLAlchemyError:
+        return None
 
 
 def migrate(database: Database) -> None:

@@ -118,6 +118,16 @@ def handed_over(fallback: Engine, primary: URL) -> bool:
             return recorded(connection, _HANDOVER, primary)
 
 
+def handed_over_at(engine: Engine) -> str | None:
+    """When `engine`'s SQLite file last handed its tasks over to a primary (ISO 8601),
+    or None when it never did."""
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table(_HANDOVER.name):
+            return None
+        latest = connection.execute(sa.select(sa.func.max(_HANDOVER.c.at))).scalar()
+        return str(latest) if latest else None
+
+
 def _hand_over(source: Connection, primary: URL, conflicts: list[str]) -> None:
     if conflicts:
         _UNMOVED.create(source, checkfirst=True)
