@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
-from starlette.middleware.cors import CORSMiddleware
 
 from src.api import status_page, system, tasks
 from src.auth.dependencies import bearer_token
@@ -25,6 +24,7 @@ from src.core.logging import configure_logging
 from src.core.redaction import redactor
 from src.database.manager import DatabaseManager
 from src.database.sqlite_locator import locate_for
+from src.http.cors import ApiCORSMiddleware
 from src.http.exception_handlers import install_error_handlers
 from src.http.middleware import RequestContextMiddleware
 from src.http.openapi import install_openapi
@@ -111,8 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     # Outermost, so that every response (errors included) carries the CORS headers.
+    # Starlette's, with its preflight refusals as our JSON errors (src.http.cors).
     app.add_middleware(
-        CORSMiddleware,
+        ApiCORSMiddleware,
         allow_origins=settings.cors_origin_list,
         allow_credentials=False,
         allow_methods=["*"],

@@ -196,14 +196,65 @@ def test_cors_origins_list(tmp_path: Path) -> None:
         )
         assert ok.status_code == 200
         assert ok.headers["access-control-allow-origin"] == "https://b.example"
+        assert ok.text == "OK"
         evil = client.options(
             "/api/alice/tasks",
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
         )
-        assert evil.status_code == 400
         assert "access-control-allow-origin" not in evil.headers
         simple = client.get("/api/alice/tasks", headers={**ALICE, "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in simple.headers
+
+
+def test_a_refused_preflight_is_a_json_error_saying_what_was_refused(tmp_path: Path) -> None:
+    """Starlette answered `400 text/plain "Disallowed CORS origin"`."""
+    settings = make_settings(
+        tmp_path, better_auth_secret=TEST_SECRET, cors_origins="https://my-app.example"
+    )
+    with running_app(settings) as (_, client):
+        refused = client.options(
+            "/api/alice/tasks",
+            headers={
+                "Origin": "https://evil.example",
+                "Access-Control-Request-Method": "POST",
+                "X-Request-ID": "preflight-1",
+            },
+        )
+        body = assert_error(refused, 400, "CORS_NOT_ALLOWED")
+        assert "origin https://evil.example is not allowed" in body["error"]
+        assert "CORS_ORIGINS" in body["error"]
+        assert "access-control-allow-origin" not in refused.headers
+        assert refused.headers["x-request-id"] == "preflight-1"
+        assert refused.headers["cache-control"] == "no-store"
+        assert refused.headers["x-content-type-options"] == "nosniff"
+        assert refused.headers["referrer-policy"]
+        assert int(refused.headers["content-length"]) == len(refused.content)
+
+        # An allowed origin asking for a method that is not allowed: the method is named.
+        method = client.options(
+            "/api/alice/tasks",
+            headers={"Origin": "https://my-app.example", "Access-Control-Request-Method": "TRACE"},
+        )
+        body = assert_error(method, 400, "CORS_NOT_ALLOWED")
+        assert "method TRACE is not allowed" in body["error"]
+        assert "origin" not in body["error"]
+
+        both = client.options(
+            "/api/alice/tasks",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "TRACE"},
+        )
+        body = assert_error(both, 400, "CORS_NOT_ALLOWED")
+        assert "https://evil.example" in body["error"] and "TRACE" in body["error"]
+
+        # An accepted preflight is Starlette's, with the headers of every response.
+        ok = client.options(
+            "/api/alice/tasks",
+            headers={"Origin": "https://my-app.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "https://my-app.example"
+        assert len(ok.headers["x-request-id"]) >= 16
+        assert ok.headers["x-content-type-options"] == "nosniff"
 
 
 TASK_OPERATIONS = {
