@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
-from starlette.middleware.cors import CORSMiddleware
 
 from src.api import status_page, system, tasks
 from src.auth.dependencies import bearer_token
@@ -25,10 +25,13 @@ from src.core.logging import configure_logging
 from src.core.redaction import redactor
 from src.database.manager import DatabaseManager
 from src.database.sqlite_locator import locate_for
+from src.http.cors import ApiCORSMiddleware
 from src.http.exception_handlers import install_error_handlers
 from src.http.middleware import RequestContextMiddleware
 from src.http.openapi import install_openapi
 from src.schemas.tasks import TaskCompletion, TaskCreate, TaskUpdate
+
+logger = logging.getLogger(__name__)
 
 # Allocations between young collections, and collections between older ones (CPython's
 # defaults: 700, 10, 10). Objects that form no cycle are freed at once either way.
@@ -51,6 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         manager: DatabaseManager = app.state.database
+        # Invalid values replaced by their defaults, and the like: computed once with the
+        # settings and shown on /config/database and by doctor; logged here, at the one
+        # start of the application a process makes (each worker is a process of its own).
+        for warning in settings.warnings:
+            logger.warning("%s", warning)
         # Where SQLite lives, found once per start (a write probe of a few milliseconds):
         # the generated token secret goes beside it, and the manager uses it if it falls
         # back. Before the database starts: the probe must not race its first connection.
@@ -111,8 +119,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     # Outermost, so that every response (errors included) carries the CORS headers.
+    # Starlette's, with its preflight refusals as our JSON errors (src.http.cors).
     app.add_middleware(
-        CORSMiddleware,
+        ApiCORSMiddleware,
         allow_origins=settings.cors_origin_list,
         allow_credentials=False,
         allow_methods=["*"],

@@ -180,6 +180,7 @@ def config_for(url: str, tmp_path: Path, **values: Any) -> ReplicaConfig:
             "retry_initial",
             "retry_max",
             "watch_timeout",
+            "stall_timeout",
         )
         if k in values
     }

@@ -129,3 +129,46 @@ def test_reveal_password_only_on_a_terminal(tmp_path: Path) -> None:
     shown = json.loads(output.decode())["url"]
     assert shown.startswith(f"postgresql+psycopg://{SPECIAL_USER}:")
     assert "***" not in shown
+
+
+def test_a_reader_that_closes_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`python -m src doctor --connect | head -3` ended with a BrokenPipeError traceback.
+    Here the pipe's reader is gone before the command writes its first byte, which is what
+    a `head` that has had its lines does to the rest of the output (whatever the timing)."""
+    env = {
+        **clean_env(HOME=str(tmp_path / "home"), SQLITE_PATH=str(tmp_path / "t.db")),
+        "PYTHONPATH": str(ROOT),
+    }
+    for command in (
+        ["doctor", "--connect"],
+        ["doctor", "--json"],
+        ["token", "--user", "alice"],
+    ):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "src", *command],
+            cwd=tmp_path,
+            env=env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+        )
+        os.close(write_end)
+        _, stderr = process.communicate(timeout=60)
+        text = stderr.decode()
+        assert "Traceback" not in text and "BrokenPipeError" not in text, (command, text)
+        assert "Exception ignored" not in text, (command, text)
+        # What a shell reports for a process SIGPIPE killed.
+        assert process.returncode == 141, (command, process.returncode, text)
+
+    # The shell pipeline as reported.
+    pipeline = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{sys.executable} -m src doctor --connect | head -3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert len(pipeline.stdout.splitlines()) == 3
+    assert "Traceback" not in pipeline.stderr, pipeline.stderr

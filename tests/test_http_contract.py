@@ -8,10 +8,10 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
 
 from src.application import create_app
@@ -63,6 +63,35 @@ def test_every_error_has_the_common_shape(app_client: tuple[FastAPI, TestClient]
     )
     assert body["details"]["fields"][0]["field"] == "title"
     assert "title" in body["error"]
+
+
+def test_a_malformed_user_id_is_explained_in_words(
+    app_client: tuple[FastAPI, TestClient],
+) -> None:
+    """`/api/%20alice/tasks` answered `path.user_id: String should match pattern '^(?:[^\\t-…`
+    (about 300 characters of regex)."""
+    _, client = app_client
+    for path in ("/api/%20alice/tasks", "/api/alice%09/tasks", "/api/a%01b/tasks"):
+        body = assert_error(client.get(path, headers=ALICE), 400, "VALIDATION_ERROR")
+        rule = "must be 1 to 255 characters, without surrounding whitespace, control characters"
+        assert f"path.user_id: {rule} or '/'" in body["error"], body
+        assert "pattern" not in body["error"] and "\\" not in body["error"], body
+        assert body["details"]["fields"][0]["message"].startswith(rule)
+        assert len(body["error"]) < 200
+
+
+def test_no_pattern_is_ever_quoted_in_an_error(tmp_path: Path) -> None:
+    """Any field checked by a regex: the 400 never shows the regex."""
+    app = create_app(make_settings(tmp_path, better_auth_secret=TEST_SECRET))
+
+    @app.get("/coded")
+    async def coded(code: Annotated[str, Query(pattern=r"^[A-Z]{3}-\d{4}$")]) -> str:
+        return code
+
+    with TestClient(app) as client:
+        body = assert_error(client.get("/coded?code=abc"), 400, "VALIDATION_ERROR")
+    assert "A-Z" not in body["error"] and "pattern" not in body["error"], body
+    assert body["details"]["fields"][0]["field"] == "query.code"
 
 
 def test_oversized_bodies_are_413(app_client: tuple[FastAPI, TestClient]) -> None:
@@ -196,14 +225,65 @@ def test_cors_origins_list(tmp_path: Path) -> None:
         )
         assert ok.status_code == 200
         assert ok.headers["access-control-allow-origin"] == "https://b.example"
+        assert ok.text == "OK"
         evil = client.options(
             "/api/alice/tasks",
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
         )
-        assert evil.status_code == 400
         assert "access-control-allow-origin" not in evil.headers
         simple = client.get("/api/alice/tasks", headers={**ALICE, "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in simple.headers
+
+
+def test_a_refused_preflight_is_a_json_error_saying_what_was_refused(tmp_path: Path) -> None:
+    """Starlette answered `400 text/plain "Disallowed CORS origin"`."""
+    settings = make_settings(
+        tmp_path, better_auth_secret=TEST_SECRET, cors_origins="https://my-app.example"
+    )
+    with running_app(settings) as (_, client):
+        refused = client.options(
+            "/api/alice/tasks",
+            headers={
+                "Origin": "https://evil.example",
+                "Access-Control-Request-Method": "POST",
+                "X-Request-ID": "preflight-1",
+            },
+        )
+        body = assert_error(refused, 400, "CORS_NOT_ALLOWED")
+        assert "origin https://evil.example is not allowed" in body["error"]
+        assert "CORS_ORIGINS" in body["error"]
+        assert "access-control-allow-origin" not in refused.headers
+        assert refused.headers["x-request-id"] == "preflight-1"
+        assert refused.headers["cache-control"] == "no-store"
+        assert refused.headers["x-content-type-options"] == "nosniff"
+        assert refused.headers["referrer-policy"]
+        assert int(refused.headers["content-length"]) == len(refused.content)
+
+        # An allowed origin asking for a method that is not allowed: the method is named.
+        method = client.options(
+            "/api/alice/tasks",
+            headers={"Origin": "https://my-app.example", "Access-Control-Request-Method": "TRACE"},
+        )
+        body = assert_error(method, 400, "CORS_NOT_ALLOWED")
+        assert "method TRACE is not allowed" in body["error"]
+        assert "origin" not in body["error"]
+
+        both = client.options(
+            "/api/alice/tasks",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "TRACE"},
+        )
+        body = assert_error(both, 400, "CORS_NOT_ALLOWED")
+        assert "https://evil.example" in body["error"] and "TRACE" in body["error"]
+
+        # An accepted preflight is Starlette's, with the headers of every response.
+        ok = client.options(
+            "/api/alice/tasks",
+            headers={"Origin": "https://my-app.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "https://my-app.example"
+        assert len(ok.headers["x-request-id"]) >= 16
+        assert ok.headers["x-content-type-options"] == "nosniff"
 
 
 TASK_OPERATIONS = {

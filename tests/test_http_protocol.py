@@ -74,6 +74,23 @@ def _status_and_body(response: bytes) -> tuple[int, Any]:
     return status, json.loads(body) if body else None
 
 
+def _headers(response: bytes) -> dict[str, str]:
+    head = response.partition(b"\r\n\r\n")[0].decode("latin-1")
+    fields = (line.partition(":") for line in head.split("\r\n")[1:])
+    return {name.strip().lower(): value.strip() for name, _, value in fields}
+
+
+def _assert_common_headers(response: bytes) -> str:
+    """The headers every response of the app carries; returns the request id."""
+    headers = _headers(response)
+    assert headers["content-type"] == "application/json", headers
+    assert headers["cache-control"] == "no-store", headers
+    assert headers["x-content-type-options"] == "nosniff", headers
+    assert headers["referrer-policy"] == "strict-origin-when-cross-origin", headers
+    assert len(headers["x-request-id"]) >= 16, headers
+    return headers["x-request-id"]
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -126,7 +143,8 @@ def test_an_oversized_head_is_refused_at_once_and_the_connection_closed(server: 
     assert status == 431 and body["code"] == "REQUEST_HEADERS_TOO_LARGE"
     assert b"connection: close" in response.lower()
     assert closed_after < 5  # the linger after a refusal is 2 s at most
-    assert "Request head over 65536 bytes refused" in server.logs()
+    request_id = _assert_common_headers(response)
+    assert f"[{request_id}] Request head over 65536 bytes refused" in server.logs()
 
 
 def test_a_huge_streamed_header_costs_little_and_delays_no_one(server: Server) -> None:
@@ -167,9 +185,11 @@ def test_a_huge_streamed_header_costs_little_and_delays_no_one(server: Server) -
 def test_an_unparsable_request_gets_a_json_400(server: Server) -> None:
     with socket.create_connection(_address(server)) as sock:
         sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
-        status, body = _status_and_body(_read_until_closed(sock)[0])
+        response = _read_until_closed(sock)[0]
+    status, body = _status_and_body(response)
     assert status == 400
     assert body == {"error": "Invalid HTTP request received.", "code": "BAD_REQUEST"}
+    _assert_common_headers(response)
 
 
 def test_pipelined_requests_are_all_answered(server: Server) -> None:
@@ -204,6 +224,8 @@ def test_a_slowloris_head_is_cut_off_with_408(server: Server) -> None:
     status, body = _status_and_body(received)
     assert status == 408 and body["code"] == "REQUEST_TIMEOUT"
     assert HEAD_TIMEOUT * 0.8 < elapsed < HEAD_TIMEOUT + 5
+    request_id = _assert_common_headers(received)
+    assert f"[{request_id}] Request head not received" in server.logs()
 
 
 def test_a_connection_that_sends_nothing_is_closed(server: Server) -> None:

@@ -109,3 +109,22 @@ def test_client_cannot_forge_log_lines_or_reach_the_terminal(tmp_path: Path) -> 
             assert _LINE_START.match(line) and "GET /x\\n2099" in line, line
             assert not line.startswith("2099")
     assert "GET /y\\x1b[31mred\\x00nul\\r" in logs
+
+
+def test_json_lines_carry_no_terminal_colours(tmp_path: Path) -> None:
+    """uvicorn attaches a `color_message` (its message with terminal escape codes) to its
+    own records; JSON lines carried it:
+    `"color_message": "Started server process [\\u001b[36m%d…"`."""
+    env = clean_env(
+        HOME=str(tmp_path / "home"), SQLITE_PATH=str(tmp_path / "todo.db"), LOG_FORMAT="json"
+    )
+    with run_server(env, cwd=tmp_path) as server:
+        server.wait_ready()
+    logs = server.logs()  # after the stop: "Finished server process" too
+    records = [json.loads(line) for line in logs.splitlines() if line.strip()]
+    messages = [record["message"] for record in records]
+    assert any(m.startswith("Started server process") for m in messages), messages
+    assert any(m.startswith("Finished server process") for m in messages), messages
+    assert any(m.startswith("Uvicorn running on") for m in messages), messages
+    assert not [record for record in records if "color_message" in record]
+    assert "\x1b" not in logs and "\\u001b" not in logs

@@ -6,6 +6,7 @@ app's stop hang."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -60,8 +61,9 @@ def _restore_elsewhere(config: Any, tmp_path: Path, name: str) -> Path:
 
 @pytest.mark.parametrize("kind", ["file", "s3"])
 def test_stop_under_write_load_loses_no_acknowledged_row(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="src.replication")
     if kind == "s3":
         moto: MotoS3 = request.getfixturevalue("moto_s3")
         config = s3_config(moto, moto.new_bucket(), tmp_path)
@@ -81,6 +83,8 @@ def test_stop_under_write_load_loses_no_acknowledged_row(
     started = time.monotonic()
     replication.stop()  # SIGTERM: Litestream's final sync
     assert time.monotonic() - started < config.stop_timeout + 5
+    assert "final sync at shutdown done" in caplog.text
+    assert "final sync at shutdown failed" not in caplog.text
     restored = _restore_elsewhere(config, tmp_path, kind)
     assert [r[0] for r in rows(restored)] == acked
 
@@ -242,10 +246,12 @@ def test_a_dead_litestream_is_restarted(tmp_path: Path) -> None:
 
 
 def test_stop_is_bounded_when_the_endpoint_hangs(
-    moto_s3: MotoS3, tmp_path: Path, hung_port: int
+    moto_s3: MotoS3, tmp_path: Path, hung_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An existing database, an endpoint that accepts and never answers: the app opens
-    its database (nothing of the replica is at risk), writes, and stops in bounded time."""
+    its database (nothing of the replica is at risk), writes, and stops in bounded time,
+    saying that the final sync did not reach the replica."""
+    caplog.set_level(logging.INFO, logger="src.replication")
     db = tmp_path / "todo.db"
     conn = connect(db)
     insert(conn, 5)
@@ -267,6 +273,10 @@ def test_stop_is_bounded_when_the_endpoint_hangs(
     assert child is None or _wait(lambda: not pid_alive(child), 5)
     assert replication.status().state == "stopped"
     assert moto_s3.keys(bucket) == []
+    failed = [r for r in caplog.records if "final sync at shutdown failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelno == logging.ERROR, caplog.text
+    assert "had not read the database" in failed[0].getMessage()
+    assert "changes made since replication started may be missing" in failed[0].getMessage()
 
 
 def test_a_stop_during_a_hanging_restore_is_bounded_and_starts_nothing(

@@ -80,6 +80,17 @@ def test_a_replicator_without_a_recent_sync_is_reported_as_failing(tmp_path: Pat
     stale = from_record(record, "follower", now=1000.0 + stall_after(1.0) + 1)
     assert stale is not None and stale.state == "error"
     assert stale.last_error and "no sync" in stale.last_error
+    # The leader's own threshold, when it writes one, is every worker's; the stall is
+    # named first, before an earlier error that may be long over.
+    record = {**record, "stall_after": 5.0, "last_error": "Litestream exited with code -9"}
+    fresh = from_record(record, "follower", now=1004.0)
+    assert fresh is not None and fresh.state == "replicating"
+    stale = from_record(record, "follower", now=1006.0)
+    assert stale is not None and stale.state == "error"
+    assert stale.last_error == (
+        "the replica has confirmed no sync for 6 s (endpoint unreachable or not answering?); "
+        "last error: Litestream exited with code -9"
+    )
 
     file = StatusFile(tmp_path / "status.json")
     assert file.read() is None

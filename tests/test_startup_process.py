@@ -100,3 +100,26 @@ def test_hung_primary_health_within_two_seconds_and_no_secrets_logged(
     for secret in (SPECIAL_PASSWORD, SPECIAL_USER, "p%40ss"):
         assert secret not in logs
         assert secret not in bodies
+
+
+def test_settings_warnings_are_logged_once_at_start(tmp_path: Path) -> None:
+    """The README promises a warning "in the log, on /config/database and in doctor" for an
+    invalid value; it reached only the last two."""
+    env = clean_env(
+        HOME=str(tmp_path / "home"),
+        SQLITE_PATH=str(tmp_path / "todo.db"),
+        DATABASE_POOL_SIZE="abc",
+        CORS_ORIGINS="my-app.example",  # not an origin: ignored, with a warning
+    )
+    with run_server(env, cwd=tmp_path) as server, server.client() as client:
+        server.wait_ready()
+        warnings = client.get("/config/database").json()["settings_warnings"]
+        for _ in range(3):  # requests do not repeat them
+            client.get("/config/database")
+    assert len(warnings) == 2, warnings
+    assert any(w.startswith("DATABASE_POOL_SIZE is invalid") for w in warnings), warnings
+    lines = server.logs().splitlines()
+    for warning in warnings:
+        logged = [line for line in lines if line.endswith(warning)]
+        assert len(logged) == 1, (warning, lines)
+        assert " WARNING " in logged[0], logged

@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
 
-from src.auth.dependencies import USER_ID_MAX, USER_ID_PATTERN, bearer_token
+from src.auth.dependencies import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, bearer_token
 from src.http.errors import ApiError
 from src.http.json_body import loads_strict
 from src.schemas.task_query import LIMIT_MAX, LIST_QUERY_PARAMETER, MAX_OFFSET
@@ -26,7 +26,9 @@ from src.schemas.tasks import StatusFilter, status_of_completed
 
 M = TypeVar("M", bound=BaseModel)
 
-USER_ID_DESCRIPTION = "The user whose tasks these are; must be the token's user."
+USER_ID_DESCRIPTION = (
+    f"The user whose tasks these are; must be the token's user. It {USER_ID_RULE}."
+)
 _USER_ID: TypeAdapter[str] = TypeAdapter(
     Annotated[
         str,
@@ -64,7 +66,14 @@ async def authorized_user(request: Request) -> str:
     try:
         user_id = _USER_ID.validate_python(raw)
     except ValidationError as error:
-        raise RequestValidationError(_errors(error, "path", "user_id")) from None
+        raise RequestValidationError(
+            [
+                {**detail, "msg": USER_ID_RULE}
+                if detail["type"] == "string_pattern_mismatch"
+                else detail
+                for detail in _errors(error, "path", "user_id")
+            ]
+        ) from None
     if user_id != current:
         raise ApiError(403, "FORBIDDEN", "This token does not give access to this user's tasks.")
     return user_id

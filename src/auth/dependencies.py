@@ -24,6 +24,11 @@ AUTH_RETRY_AFTER = "2"
 _EDGE = rf"[^{WHITESPACE_CLASS}\x00-\x1f\x7f/]"
 _INNER = r"[^\x00-\x1f\x7f/]"
 USER_ID_PATTERN = rf"^(?:{_EDGE}|{_EDGE}{_INNER}*{_EDGE})$"
+# The pattern in words, for error messages (pydantic's would quote the regex itself).
+USER_ID_RULE = (
+    f"must be 1 to {USER_ID_MAX} characters, without surrounding whitespace, control "
+    "characters or '/'"
+)
 
 
 def _unauthorized(message: str, *, expired: bool = False, invalid: bool = True) -> ApiError:

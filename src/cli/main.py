@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 from collections.abc import Sequence
 
 # Mirrors src.database.transfer (not imported here: parsing must stay cheap).
 _DEFAULT_BATCH = 500
 _MAX_BATCH = 5000
+# What a shell reports for a process killed by SIGPIPE (128 + 13): a command whose reader
+# went away (`doctor | head -3`) ends as a C tool would, and `set -o pipefail` sees it.
+EXIT_BROKEN_PIPE = 141
 
 
 def _batch_size(text: str) -> int:
@@ -107,6 +113,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; its exit code. A closed standard output ends it quietly.
+
+    Python ignores SIGPIPE, so a write to a pipe whose reader has gone raises
+    BrokenPipeError, wherever the command happens to be, and a last one when the
+    interpreter flushes stdout at exit (the recipe of the `signal` module's documentation,
+    "Note on SIGPIPE"). stdout is flushed here, inside the handler, and then pointed at
+    /dev/null, so that nothing is left to fail at exit.
+    """
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
     if command == "serve":

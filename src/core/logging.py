@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 from src.core.redaction import redactor
@@ -29,6 +30,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TRACEBACK_INDENT = "    "
 # Fields our middleware attaches to access-log records.
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "client")
+# Record attributes never written as JSON fields: the standard ones (python-json-logger's
+# list), and uvicorn's `color_message`, its message again with terminal colour codes.
+_NOT_FIELDS = (*RESERVED_ATTRS, "color_message")
 
 
 def escape_controls(text: str) -> str:
@@ -74,6 +78,7 @@ class JsonFormatter(_JsonFormatter):
         super().__init__(
             ["levelname", "name", "message"],
             rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
+            reserved_attrs=_NOT_FIELDS,
             timestamp="time",
             json_ensure_ascii=False,
         )

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Validation details echo at most this much of a rejected value.
 _MAX_DETAIL_INPUT = 80
+# How pydantic words a `string_pattern_mismatch`: "String should match pattern '<regex>'".
+_PYDANTIC_PATTERN = "String should match pattern"
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -111,9 +113,14 @@ def _describe_field_error(error: Any) -> dict[str, Any]:
             else str(ctx.get("error", "invalid JSON")),
             "type": "json_invalid",
         }
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "string_pattern_mismatch" and message.startswith(_PYDANTIC_PATTERN):
+        # pydantic's message is the regex itself (hundreds of characters for a user id);
+        # a field with a pattern gives its rule in words, and any other says no more.
+        message = "has a form that is not allowed here"
     described: dict[str, Any] = {
         "field": ".".join(location) or "body",
-        "message": str(error.get("msg", "invalid")),
+        "message": message,
         "type": str(error.get("type", "invalid")),
     }
     value = error.get("input")

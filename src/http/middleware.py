@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -20,18 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from src.core.logging import request_id_var
 from src.http.errors import error_body, internal_error_body
+from src.http.headers import NO_STORE, request_id_from, standard_headers
 
 logger = logging.getLogger("src.access")
 
 MAX_BODY_BYTES = 64 * 1024
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"strict-origin-when-cross-origin"),
-]
-# Responses carry users' tasks (or errors about them): no cache, shared or private, may
-# keep them, unless a route says otherwise.
-_NO_STORE = (b"cache-control", b"no-store")
 
 
 class _BodyTooLarge(HTTPException):
@@ -51,12 +42,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = request_id_from(_incoming_request_id(scope))
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
         response_started = False
-        extra_headers = [(b"x-request-id", request_id.encode()), *_SECURITY_HEADERS]
+        extra_headers = standard_headers(request_id)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -65,7 +56,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = [*message.get("headers", []), *extra_headers]
                 if not any(name.lower() == b"cache-control" for name, _ in headers):
-                    headers.append(_NO_STORE)
+                    headers.append(NO_STORE)
                 message["headers"] = headers
             await send(message)
 
@@ -142,8 +133,7 @@ def _strip_trailing_slash(scope: Scope) -> None:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            candidate = value.decode("latin-1")
-            return candidate if _REQUEST_ID.match(candidate) else None
+            return str(value.decode("latin-1"))
     return None
 
 

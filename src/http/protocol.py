@@ -14,6 +14,9 @@ long as the client kept the connection open. This protocol
   when part of a head arrived; an idle keep-alive connection stays uvicorn's business;
 * answers a request httptools cannot parse with a JSON 400 (uvicorn writes plain text).
 
+These refusals carry the headers of every other response (a new `X-Request-ID`, which
+their log line names too, `Cache-Control: no-store`, the security headers).
+
 Bytes are fed to the parser in slices of at most the room left for the current head, so
 an oversized head is caught before the parser has buffered more than the limit. A head
 that begins in the middle of a slice that also ends another message (pipelining) is
@@ -35,6 +38,8 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
+
+from src.http.headers import NO_STORE, new_request_id, standard_headers
 
 MAX_HEAD_BYTES = 64 * 1024
 # Apache's mod_reqtimeout allows 20 s for the headers; nginx 60 s. A proxy in front (a
@@ -166,7 +171,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # -- refusals --------------------------------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
-        self._write_error(400, "BAD_REQUEST", msg)
+        self._write_error(400, "BAD_REQUEST", msg, new_request_id())
         self.transport.close()
 
     def _refuse_head(self) -> None:
@@ -176,11 +181,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # A response to an earlier request is being written: end with it.
             self.cycle.keep_alive = False
             return
-        self.logger.warning("Request head over %d bytes refused.", self._max_head)
+        request_id = new_request_id()
+        self.logger.warning(
+            "Request head over %d bytes refused.",
+            self._max_head,
+            extra={"request_id": request_id},
+        )
         self._write_error(
             431,
             "REQUEST_HEADERS_TOO_LARGE",
             f"The request line and headers are larger than {self._max_head // 1024} KiB.",
+            request_id,
         )
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -194,28 +205,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
             return
         if self._phase == _HEAD:
-            self.logger.info("Request head not received within %gs.", self._head_timeout)
+            request_id = new_request_id()
+            self.logger.info(
+                "Request head not received within %gs.",
+                self._head_timeout,
+                extra={"request_id": request_id},
+            )
             self._write_error(
                 408,
                 "REQUEST_TIMEOUT",
                 f"The request head was not received within {self._head_timeout:g} s.",
+                request_id,
             )
         self.transport.close()
 
-    def _write_error(self, status: int, code: str, message: str) -> None:
+    def _write_error(self, status: int, code: str, message: str, request_id: str) -> None:
         body = json.dumps({"error": message, "code": code}).encode()
+        headers = [
+            *self.server_state.default_headers,
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            *standard_headers(request_id),
+            NO_STORE,
+            (b"connection", b"close"),
+        ]
         content = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
+        for name, value in headers:
             content.extend([name, b": ", value, b"\r\n"])
-        content.extend(
-            [
-                b"content-type: application/json\r\n",
-                b"content-length: %d\r\n" % len(body),
-                b"x-content-type-options: nosniff\r\n",
-                b"connection: close\r\n\r\n",
-                body,
-            ]
-        )
+        content.extend([b"\r\n", body])
         self.transport.write(b"".join(content))
 
     # -- helpers -------------------------------------------------------------------

@@ -50,6 +50,9 @@ class ReplicaConfig:
     retry_initial: float = RETRY_INITIAL
     retry_max: float = RETRY_MAX
     watch_timeout: float = WATCH_TIMEOUT
+    # Seconds without a confirmed sync after which replication counts as failing; None:
+    # `status.stall_after(sync_interval)`.
+    stall_timeout: float | None = None
 
     @property
     def valid(self) -> bool:

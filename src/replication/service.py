@@ -28,6 +28,7 @@ from src.replication.status import (
     State,
     StatusFile,
     from_record,
+    stall_after,
     status_path,
 )
 from src.replication.supervisor import Supervisor
@@ -69,6 +70,10 @@ class Replication:
         self._supervisor: Supervisor | None = None
         self._replicating_since: float | None = None
         self._last_write = 0.0
+        self._stall_after = config.stall_timeout or stall_after(config.sync_interval)
+        # Whether the log last said that replication is failing (see _watch_health).
+        self._health_lock = threading.Lock()
+        self._reported_failing = False
 
     # -- the app's calls ------------------------------------------------------
 
@@ -269,6 +274,7 @@ class Replication:
             "last_error": error,
             "replicating_since": since,
             "sync_interval": self.config.sync_interval,
+            "stall_after": self._stall_after,
             "updated_at": time.time(),
         }
 
@@ -279,9 +285,41 @@ class Replication:
         if not force and now - self._last_write < _MIN_WRITE_GAP:
             return
         self._last_write = now
+        record = self._record(ready)
+        self._watch_health(record)
         try:
-            record = self._record(ready)
             record.pop("format")
             self._file.write(record)
         except OSError as exc:
             logger.warning("Replication status file %s not written: %s", self._file.path, exc)
+
+    def _watch_health(self, record: dict[str, Any]) -> None:
+        """Log when replication starts failing (an error, or no confirmed sync for
+        `stall_after` s) and when it recovers: once per change, however often the status
+        is published (every heartbeat, and on every change Litestream reports). Only the
+        leader publishes, so one process logs it; shutdown has its own report
+        (Supervisor)."""
+        if self._stopping.is_set() or record["state"] not in ("replicating", "error"):
+            return
+        status = from_record(record, self._role)
+        if status is None:
+            return
+        failing = status.state == "error"
+        with self._health_lock:
+            if failing == self._reported_failing:
+                return
+            self._reported_failing = failing
+            if failing:
+                logger.warning(
+                    "Replication to %s is failing: %s. Changes made since %s are not in the "
+                    "replica yet.",
+                    self.config.masked_url,
+                    status.last_error or "no reason given",
+                    status.last_sync_at or "replication started",
+                )
+            else:
+                logger.info(
+                    "Replication to %s has recovered: the replica confirmed a sync at %s.",
+                    self.config.masked_url,
+                    status.last_sync_at,
+                )

@@ -73,14 +73,20 @@ def from_record(
     last_error = record.get("last_error")
     interval = record.get("sync_interval")
     lag = None if last_sync is None else round(max(0.0, now - float(last_sync)), 3)
-    if state == "replicating" and isinstance(interval, int | float):
+    # The leader writes the threshold it uses, so that every worker reports alike.
+    threshold = record.get("stall_after")
+    if not isinstance(threshold, int | float) and isinstance(interval, int | float):
+        threshold = stall_after(float(interval))
+    if state == "replicating" and isinstance(threshold, int | float):
         since = last_sync if last_sync is not None else record.get("replicating_since")
-        if since is not None and now - float(since) > stall_after(float(interval)):
+        if since is not None and now - float(since) > threshold:
             state = "error"
-            last_error = last_error or (
+            # The stall first: an earlier error may be long over (a restart since).
+            stalled = (
                 f"the replica has confirmed no sync for {now - float(since):.0f} s "
                 "(endpoint unreachable or not answering?)"
             )
+            last_error = f"{stalled}; last error: {last_error}" if last_error else stalled
     restore = record.get("restore")
     return ReplicationStatus(
         state=state,

@@ -5,7 +5,8 @@ SIGTERM while a restore hangs (research/litestream.md). Here the app stays the p
 the child is restarted with backoff when it dies, its output is drained by the thread
 that started it (and that thread is what the kernel watches for PR_SET_PDEATHSIG), and
 `stop()` is bounded: SIGTERM (Litestream then makes a final sync, limited by its
-`shutdown-sync-timeout`), then SIGKILL of the process group.
+`shutdown-sync-timeout`), then SIGKILL of the process group. Whether that final sync
+reached the replica is logged: it is the last chance of the changes since the last sync.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from src.replication.binary import Litestream
 from src.replication.config import ReplicaConfig
 from src.replication.litestream_config import run_directory
 from src.replication.process import kill_group, spawn
+from src.replication.status import iso
 from src.replication.sync_log import SyncTracker
 
 logger = logging.getLogger(__name__)
@@ -174,7 +176,9 @@ class Supervisor:
             self._stopping.set()
             proc = self._proc
         clean = True
-        if proc is not None and proc.poll() is None:
+        running = proc is not None and proc.poll() is None
+        signalled = time.time()  # the tracker's clock
+        if proc is not None and running:
             kill_group(proc, signal.SIGTERM)
             try:
                 proc.wait(timeout=max(0.5, deadline - time.monotonic()))
@@ -185,5 +189,42 @@ class Supervisor:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5.0)
         if self._thread is not None and self._thread is not threading.current_thread():
+            # Joined first: that thread feeds Litestream's last lines to the tracker.
             self._thread.join(timeout=5.0)
+        self._report_final_sync(running=running, clean=clean, since=signalled, timeout=timeout)
         return clean
+
+    def _report_final_sync(
+        self, *, running: bool, clean: bool, since: float, timeout: float
+    ) -> None:
+        """One log line on the final sync: done (INFO), or why not and since when the
+        replica may lack changes (ERROR: a restart then restores an older database)."""
+        snap = self.tracker.snapshot()
+        url = self.config.masked_url
+        since_last = iso(snap.last_sync_at) or "replication started"
+        if not running:
+            logger.warning(
+                "Replication to %s: Litestream was not running at shutdown, so no final sync "
+                "was made; changes made since %s may be missing from the replica.",
+                url,
+                since_last,
+            )
+            return
+        if snap.last_sync_at is not None and snap.last_sync_at >= since:
+            logger.info("Replication to %s: final sync at shutdown done.", url)
+            return
+        if not clean:
+            why = f"not finished within {timeout:g} s; Litestream was killed"
+        elif snap.last_error is not None and (snap.last_error_at or 0.0) >= since:
+            why = snap.last_error
+        elif not self.tracker.watching.is_set():
+            why = "Litestream had not read the database yet: the replica never answered it"
+        else:
+            why = "Litestream exited without confirming it"
+        logger.error(
+            "Replication to %s: the final sync at shutdown failed (%s); changes made since "
+            "%s may be missing from the replica.",
+            url,
+            why,
+            since_last,
+        )

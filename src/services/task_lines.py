@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from src.auth.dependencies import USER_ID_MAX, USER_ID_PATTERN
+from src.auth.dependencies import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE
 from src.models.task import TaskRecord, TaskStatus
 from src.schemas.tasks import Description, TaskStatusValue, Title
 
@@ -185,7 +185,7 @@ def _describe(number: int, error: ErrorDetails) -> LineError:
 
 _PATTERN_MESSAGES = {
     "id": "must be a UUID such as 0f8fad5b-d9cb-469f-a165-70867728950e",
-    "user_id": "must have no surrounding whitespace, no control characters and no '/'",
+    "user_id": USER_ID_RULE,
 }
 
 
