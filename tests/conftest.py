@@ -123,6 +123,14 @@ def wait_ready(client: TestClient, timeout: float = 20.0) -> dict[str, Any]:
     return report
 
 
+def wait_state(client: TestClient, state: str, timeout: float = 40.0) -> None:
+    """Until `/config/database` reports `state`; fails with the last report."""
+    ok = wait_until(
+        lambda: client.get("/config/database").json()["connection_state"] == state, timeout
+    )
+    assert ok, client.get("/config/database").json()
+
+
 def wait_decided(client: TestClient, timeout: float = 30.0) -> dict[str, Any]:
     deciding = {"DISCONNECTED", "CONNECTING_PRIMARY", "CONNECTING_FALLBACK"}
     wait_until(

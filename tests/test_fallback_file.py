@@ -16,7 +16,15 @@ from fastapi.testclient import TestClient
 
 from src.config.settings import Settings
 from src.database.primary_in_use import PrimaryInUse
-from tests.conftest import TEST_SECRET, bearer, make_settings, running_app, wait_ready, wait_until
+from tests.conftest import (
+    TEST_SECRET,
+    bearer,
+    make_settings,
+    running_app,
+    wait_ready,
+    wait_state,
+    wait_until,
+)
 from tests.pgcluster import PgCluster
 
 ALICE = bearer("alice")
@@ -74,12 +82,7 @@ def test_a_sqlite_database_used_on_purpose_is_never_moved_into_the_primary(
             assert client.get("/api/alice/tasks", headers=ALICE).json() == []
             _create(client, "during the outage")
             stoppable_cluster.start()
-            assert wait_until(
-                lambda: (
-                    client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
-                ),
-                timeout=40,
-            )
+            wait_state(client, "PRIMARY_CONNECTED", timeout=40)
         assert _primary_titles(stoppable_cluster, database) == ["during the outage"]
         assert _titles_in(tmp_path / "todo.db") == ["mine"]
     finally:
@@ -162,12 +165,7 @@ def test_a_worker_does_not_fall_back_while_a_sibling_serves_the_primary(
             assert "Another worker" in client.get("/config/database").json()["state_reason"]
             assert not (tmp_path / "todo.db").exists()
             stoppable_cluster.start()
-            assert wait_until(
-                lambda: (
-                    client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
-                ),
-                timeout=40,
-            )
+            wait_state(client, "PRIMARY_CONNECTED", timeout=40)
             _create(client, "on the primary")
         assert _primary_titles(stoppable_cluster, database) == ["on the primary"]
     finally:

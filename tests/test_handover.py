@@ -29,7 +29,15 @@ from src.database.migrations import upgrade_to_head
 from src.database.promotion import handed_over, move_tasks
 from src.database.resolver import resolve_database_url
 from src.models.task import tasks_table
-from tests.conftest import TEST_SECRET, bearer, make_settings, running_app, wait_ready, wait_until
+from tests.conftest import (
+    TEST_SECRET,
+    bearer,
+    make_settings,
+    running_app,
+    wait_ready,
+    wait_state,
+    wait_until,
+)
 from tests.pgcluster import PgCluster
 
 
@@ -141,24 +149,14 @@ def test_a_handed_over_fallback_is_never_served_again_while_the_primary_is_away(
         assert refused.status_code == 503, refused.text
         assert refused.json()["code"] in {"DATABASE_STARTING", "DATABASE_UNAVAILABLE"}
         assert "Retry-After" in refused.headers
-        assert wait_until(
-            lambda: (
-                client.get("/config/database").json()["connection_state"] == "PRIMARY_UNAVAILABLE"
-            ),
-            timeout=20,
-        ), client.get("/config/database").json()
+        wait_state(client, "PRIMARY_UNAVAILABLE", timeout=20)
         assert client.get("/ready").status_code == 503
         with sqlite3.connect(tmp_path / "todo.db") as raw:
             tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
         assert "tasks" not in tables
 
         stoppable_cluster.start()
-        assert wait_until(
-            lambda: (
-                client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
-            ),
-            timeout=40,
-        ), client.get("/config/database").json()
+        wait_state(client, "PRIMARY_CONNECTED", timeout=40)
         listed = client.get("/api/alice/tasks", headers=alice).json()
         assert [t["title"] for t in listed] == ["kept"]
 
@@ -332,12 +330,7 @@ def test_after_a_failed_move_the_fallback_serves_what_it_holds(
             assert client.get(f"/api/alice/tasks/{new['id']}", headers=alice).status_code == 200
             with psycopg.connect(stoppable_cluster.admin_url(database), autocommit=True) as conn:
                 conn.execute(_NO_BOOM)
-            assert wait_until(
-                lambda: (
-                    client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
-                ),
-                timeout=40,
-            )
+            wait_state(client, "PRIMARY_CONNECTED", timeout=40)
             titles = sorted(
                 t["title"] for t in client.get("/api/alice/tasks", headers=alice).json()
             )

@@ -18,7 +18,15 @@ import httpx2 as httpx
 import psycopg
 import pytest
 
-from tests.conftest import TEST_SECRET, bearer, make_settings, running_app, wait_ready, wait_until
+from tests.conftest import (
+    TEST_SECRET,
+    bearer,
+    make_settings,
+    running_app,
+    wait_ready,
+    wait_state,
+    wait_until,
+)
 from tests.pgcluster import PgCluster
 from tests.server import clean_env, run_server
 
@@ -68,12 +76,7 @@ def test_fallback_tasks_move_into_the_primary_when_it_returns(
             client.delete(f"/api/alice/tasks/{ids[1]}", headers=alice)
 
             stoppable_cluster.start()
-            assert wait_until(
-                lambda: (
-                    client.get("/config/database").json()["connection_state"] == "PRIMARY_CONNECTED"
-                ),
-                timeout=40,
-            ), client.get("/config/database").json()
+            wait_state(client, "PRIMARY_CONNECTED", timeout=40)
             report = client.get("/config/database").json()
             assert report["fallback_active"] is False
             assert "moved 5 task(s)" in report["promotion"], report["promotion"]
