@@ -90,6 +90,25 @@ def test_wrong_password_is_classified_and_never_shown(
     assert SPECIAL_PASSWORD not in text
 
 
+def test_a_refused_login_from_the_pg_variables_names_them(
+    tmp_path: Path, scram_cluster: dict[str, Any]
+) -> None:
+    c = scram_cluster
+    code, report, _ = doctor(
+        tmp_path,
+        "--connect",
+        PGHOST=c["host"],
+        PGPORT=str(c["port"]),
+        PGUSER=c["user"],
+        PGPASSWORD="bad",
+        PGDATABASE=c["database"],
+    )
+    assert code == 1
+    assert report["connect"]["kind"] == "authentication_failed"
+    assert "check PGUSER and PGPASSWORD" in report["connect"]["error"]
+    assert "DATABASE_URL" not in report["connect"]["error"] + report["fallback_reason"]
+
+
 def test_never_policy_means_no_database(tmp_path: Path) -> None:
     code, report, _ = doctor(tmp_path, DATABASE_URL="mongodb://x/y", DATABASE_FALLBACK="never")
     assert code == 1

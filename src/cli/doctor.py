@@ -108,7 +108,9 @@ def _try_connect(
         elapsed = (time.monotonic() - started) * 1000
         schema = call_with_deadline(lambda: _read_schema(engine), timeout)
     except Exception as exc:  # noqa: BLE001 - reported to the operator, classified
-        failure = classify(exc, resolution.url, on_space=settings.on_space)
+        failure = classify(
+            exc, resolution.url, on_space=settings.on_space, source=resolution.source
+        )
         return failure, (time.monotonic() - started) * 1000, None
     finally:
         engine.dispose()
