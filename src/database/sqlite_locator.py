@@ -234,12 +234,20 @@ def _volume_of(path: Path, mountinfo: Path) -> str | None:
 
 
 def _persistence(
-    source: str, path: Path, on_space: bool, tmp_dir: Path, mountinfo: Path
+    source: str,
+    path: Path,
+    on_space: bool,
+    tmp_dir: Path,
+    mountinfo: Path,
+    advice: str | None = None,
 ) -> tuple[bool, str]:
+    """(persistent, note); `advice` replaces the chain's advice (set SQLITE_PATH…) for a
+    file the chain did not choose."""
     if source == "tmp" or _within(path, tmp_dir):
         return False, (
             f"{path} is in the temporary directory, which is cleared on reboot (on a Space, on "
-            "every restart); set SQLITE_PATH to a kept location or set DATABASE_URL."
+            "every restart); "
+            + (advice or "set SQLITE_PATH to a kept location or set DATABASE_URL.")
         )
     if not on_space:
         return True, f"{path} survives restarts while this disk is kept (in a container: a volume)."
@@ -248,10 +256,23 @@ def _persistence(
         return True, f"{path} is on a mounted volume ({volume}), so it survives restarts."
     return False, (
         f"On a Hugging Face Space, {path} is on the container disk, which is wiped on every "
-        "restart and rebuild; to keep data, set SQLITE_REPLICA_URL (replicated to a bucket) "
-        "or DATABASE_URL (an external database). A Storage Bucket mounted at /data has "
-        "refused writes from the Space's uid 1000."
+        "restart and rebuild; "
+        + (
+            advice
+            or "to keep data, set SQLITE_REPLICA_URL (replicated to a bucket) or DATABASE_URL "
+            "(an external database). A Storage Bucket mounted at /data has refused writes "
+            "from the Space's uid 1000."
+        )
     )
+
+
+def persistence_of(
+    path: Path, source: str, *, on_space: bool, mountinfo: Path = Path("/proc/self/mountinfo")
+) -> tuple[bool, str]:
+    """Whether a SQLite file at `path` survives restarts, and the sentence that says so,
+    for a file named by `source` (DATABASE_URL) rather than found by the chain."""
+    advice = f"point {source} at a file on a disk that is kept, or at a server database."
+    return _persistence("path", path, on_space, Path(tempfile.gettempdir()), mountinfo, advice)
 
 
 def locate_sqlite(
