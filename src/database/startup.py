@@ -162,7 +162,8 @@ class StartupPolicy:
                 FailureKind.SCHEMA if code_of(exc) is Code.SCHEMA else FailureKind.OTHER,
                 f"migrating the database failed: {sanitize(str(exc), engine.url)}",
                 "the database answered but its schema could not be brought up to date; "
-                "see the log, fix the database (permissions, tables), then restart.",
+                "see the log and fix the database (permissions, tables): the app tries it again "
+                "by itself, at most a minute apart (no restart needed).",
             )
             self.status.last_failure = failure
             return Unusable(failure)
