@@ -81,6 +81,16 @@ SPECS: tuple[BlockSpec, ...] = (
         output=(r"inserted|copied|\d+ task",),
     ),
     BlockSpec("export --output", output=(r"(?i)\d+ task",)),
+    # The walkthrough's output is what its comments show: bodies, then the status.
+    BlockSpec(
+        "CREATED=$(curl",
+        output=(
+            r'(?m)^\{"id":"[0-9a-f-]{36}","title":"Buy milk",.*\}\n201$',
+            r'(?m)^\[\{"id":.*"title":"Buy milk".*\}\] 200$',
+            r"(?m)^ 204$",
+            r'(?m)^\{"error":"No such task\.","code":"TASK_NOT_FOUND"\} 404$',
+        ),
+    ),
 )
 
 
