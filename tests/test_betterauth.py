@@ -304,6 +304,13 @@ def test_the_readme_frontend_code_works(servers: Servers, tmp_path: Path) -> Non
         "code": "FORBIDDEN",
         "message": "This token does not give access to this user's tasks.",
     }
+    # A proxy's HTML error page is an ApiError with its status, not a SyntaxError.
+    assert seen["brokenProxy"] == {
+        "status": 502,
+        "code": None,
+        "retryAfter": 7,
+        "message": "HTTP 502 (not a JSON response)",
+    }
     assert seen["signedOut"]["status"] == 401
     statuses = [(r["method"], r["status"]) for r in seen["requests"]]
     assert statuses == [
