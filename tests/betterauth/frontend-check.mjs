@@ -4,7 +4,7 @@
 // does neither, so it gets a cookie jar and the Origin header here. The page is on the
 // origin Better Auth runs on, as with Better Auth inside a Next.js app.
 //
-// env: NEXT_PUBLIC_BETTER_AUTH_URL, NEXT_PUBLIC_API_URL, BETTER_AUTH_SECRET
+// env: NEXT_PUBLIC_BETTER_AUTH_URL, NEXT_PUBLIC_API_URL, JWT_SECRET
 // Prints one JSON line with what each step returned; tests/test_betterauth.py checks it.
 const authOrigin = new URL(process.env.NEXT_PUBLIC_BETTER_AUTH_URL).origin;
 const pageOrigin = authOrigin;
