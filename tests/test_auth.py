@@ -23,9 +23,11 @@ from fastapi.testclient import TestClient
 
 from src.auth import secret as secret_store
 from src.auth.secret import SECRET_FILENAME, load_or_create_secret
+from src.auth.setup import build_auth
 from src.auth.tokens import InvalidToken, TokenVerifier
 from src.cli.token import parse_ttl
 from src.core.redaction import redactor
+from src.database.sqlite_locator import locate_sqlite
 from tests.conftest import TEST_SECRET, bearer, make_settings, make_token, running_app, wait_ready
 from tests.server import ROOT, clean_env
 
@@ -271,6 +273,32 @@ def test_generated_secret_is_stored_0600_beside_sqlite_and_reused(
     assert "reusing the generated secret" in caplog.text
     redactor.add(secret)  # cleared by the fixture after the test; check the logs
     assert secret not in caplog.text
+
+
+def test_a_generated_secret_that_is_not_kept_says_when_it_is_lost(tmp_path: Path) -> None:
+    # pytest's tmp_path is in the temp dir: cleared at a reboot, not at every restart.
+    with running_app(make_settings(tmp_path)) as (app, client):
+        wait_ready(client)
+        description = app.state.auth_mode["description"]
+    assert "lost when the temporary directory is cleared (at a reboot" in description
+    assert "does not survive a restart" not in description
+    assert "set BETTER_AUTH_SECRET" in description
+    # On a Space, the container disk goes at every restart.
+    space = make_settings(tmp_path / "space", space_id="me/todo", sqlite_path=None)
+    app_dir = tmp_path / "space" / "app"
+    app_dir.mkdir(parents=True)
+    location = locate_sqlite(
+        configured=None,
+        app_dir=app_dir,
+        home=None,
+        tmp_dir=tmp_path / "elsewhere",
+        on_space=True,
+        data_dir=tmp_path / "no-data",
+        mountinfo=tmp_path / "no-mountinfo",
+    )
+    assert location.lost_when == "at every restart and rebuild of the Space"
+    described = build_auth(space, location).mode["description"]
+    assert "lost at every restart and rebuild of the Space" in described
 
 
 def test_in_memory_sqlite_keeps_the_secret_in_memory(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ database) to take the auth server away. The README's frontend code is run by Nod
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -248,11 +249,14 @@ def test_the_readme_frontend_code_works(servers: Servers, tmp_path: Path) -> Non
     see tests/test_readme.py) run by Node against Better Auth and the backend server,
     over real HTTP with CORS, configured as the README says."""
     auth = servers.get("EdDSA")
+    # Option B's secret is one of its own, not Better Auth's (README: "A shared secret").
+    api_secret = secrets.token_urlsafe(32)
+    assert api_secret != auth.secret
     env = clean_env(
         HOME=str(tmp_path / "home"),
         SQLITE_PATH=str(tmp_path / "todo.db"),
         BETTER_AUTH_URL=auth.url,
-        BETTER_AUTH_SECRET=auth.secret,
+        JWT_SECRET=api_secret,
         CORS_ORIGINS=f"{auth.url}/",  # pasted from the address bar, trailing slash and all
     )
     with run_server(env, cwd=tmp_path) as server:
@@ -279,7 +283,7 @@ def test_the_readme_frontend_code_works(servers: Servers, tmp_path: Path) -> Non
             env=clean_env(
                 NEXT_PUBLIC_BETTER_AUTH_URL=auth.url,
                 NEXT_PUBLIC_API_URL=server.base_url,
-                BETTER_AUTH_SECRET=auth.secret,
+                JWT_SECRET=api_secret,
             ),
             capture_output=True,
             text=True,
@@ -303,6 +307,13 @@ def test_the_readme_frontend_code_works(servers: Servers, tmp_path: Path) -> Non
         "status": 403,
         "code": "FORBIDDEN",
         "message": "This token does not give access to this user's tasks.",
+    }
+    # A proxy's HTML error page is an ApiError with its status, not a SyntaxError.
+    assert seen["brokenProxy"] == {
+        "status": 502,
+        "code": None,
+        "retryAfter": 7,
+        "message": "HTTP 502 (not a JSON response)",
     }
     assert seen["signedOut"]["status"] == 401
     statuses = [(r["method"], r["status"]) for r in seen["requests"]]

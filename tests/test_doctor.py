@@ -36,6 +36,7 @@ def test_nothing_configured(tmp_path: Path) -> None:
     # pytest's tmp_path lives in the temp dir, which is cleared: not persistent.
     assert report["persistent"] is False
     assert report["persistence_note"]
+    assert report["sqlite_role"] == "database"
     assert set(report) >= {
         "backend",
         "url",
@@ -56,6 +57,47 @@ def test_pasted_psql_command_is_repaired_and_connects(tmp_path: Path, pg_url: st
     assert report["connect"]["ok"] is True
     assert report["would_fall_back"] is False
     assert report["url"].startswith("postgresql+psycopg://***@127.0.0.1")
+
+
+def test_persistence_describes_the_primary_when_it_will_be_used(tmp_path: Path) -> None:
+    """Not the SQLite file (here in the temp dir) that only a fallback would use."""
+    url = "postgresql://app:pw@db.example.com:5432/app"
+    code, report, _ = doctor(tmp_path, DATABASE_URL=url, SQLITE_PATH=str(tmp_path / "t.db"))
+    assert code == 0 and report["primary_will_be_used"] is True
+    assert report["persistent"] is True
+    assert "primary database (PostgreSQL)" in report["persistence_note"]
+    assert "temporary directory" not in report["persistence_note"]
+    assert report["sqlite_role"] == "fallback"
+    text = _text(tmp_path, DATABASE_URL=url, SQLITE_PATH=str(tmp_path / "t.db"))
+    assert "temporary directory" not in text
+    assert "data:       The tasks are kept in the primary database (PostgreSQL)" in text
+    assert f"fallback:   SQLite at {tmp_path / 't.db'}, only if the primary cannot" in text
+
+    never = {"DATABASE_URL": url, "DATABASE_FALLBACK": "never"}
+    code, report, _ = doctor(tmp_path, **never, SQLITE_PATH=str(tmp_path / "t.db"))
+    assert report["persistent"] is True and report["sqlite_role"] is None
+    assert "fallback:   none (DATABASE_FALLBACK=never)" in _text(tmp_path, **never)
+
+
+def test_a_sqlite_primary_is_described_as_the_file_it_is(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'primary.db'}"
+    code, report, _ = doctor(tmp_path, DATABASE_URL=url)
+    assert code == 0
+    assert report["persistent"] is False  # pytest's tmp_path is in the temp dir
+    assert "primary.db is in the temporary directory" in report["persistence_note"]
+    assert "point DATABASE_URL at a file" in report["persistence_note"]
+
+
+def _text(tmp_path: Path, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "src", "doctor"],
+        cwd=tmp_path,
+        env={**clean_env(HOME=str(tmp_path / "home"), **env), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.stdout
 
 
 def test_placeholder_is_an_error_with_a_sentence(tmp_path: Path) -> None:
@@ -90,11 +132,31 @@ def test_wrong_password_is_classified_and_never_shown(
     assert SPECIAL_PASSWORD not in text
 
 
+def test_a_refused_login_from_the_pg_variables_names_them(
+    tmp_path: Path, scram_cluster: dict[str, Any]
+) -> None:
+    c = scram_cluster
+    code, report, _ = doctor(
+        tmp_path,
+        "--connect",
+        PGHOST=c["host"],
+        PGPORT=str(c["port"]),
+        PGUSER=c["user"],
+        PGPASSWORD="bad",
+        PGDATABASE=c["database"],
+    )
+    assert code == 1
+    assert report["connect"]["kind"] == "authentication_failed"
+    assert "check PGUSER and PGPASSWORD" in report["connect"]["error"]
+    assert "DATABASE_URL" not in report["connect"]["error"] + report["fallback_reason"]
+
+
 def test_never_policy_means_no_database(tmp_path: Path) -> None:
     code, report, _ = doctor(tmp_path, DATABASE_URL="mongodb://x/y", DATABASE_FALLBACK="never")
     assert code == 1
     assert report["would_fall_back"] is False
     assert report["persistent"] is None
+    assert report["persistence_note"] is None and report["sqlite_role"] is None
 
 
 def test_reveal_password_only_on_a_terminal(tmp_path: Path) -> None:

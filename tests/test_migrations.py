@@ -69,8 +69,38 @@ def test_concurrent_migrate_commands_agree(
     ]
     outputs = [p.communicate(timeout=120)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0, 0], outputs
-    assert all("Migrated the primary database to revision" in out for out in outputs)
+    # One of them migrated; the others found it done (under the lock, or after it).
+    migrated = [out for out in outputs if "Migrated the primary database to revision" in out]
+    assert len(migrated) == 1, outputs
+    assert "(it had no tables of this app)" in migrated[0]
+    already = "The primary database is already at the newest revision"
+    assert sum(already in out for out in outputs) == 3, outputs
     _check_schema(url)
+
+
+def test_migrate_says_when_there_was_nothing_to_do(tmp_path: Path) -> None:
+    env = {
+        **clean_env(SQLITE_PATH=str(tmp_path / "todo.db"), HOME=str(tmp_path)),
+        "PYTHONPATH": str(ROOT),
+    }
+
+    def migrate() -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "src", "migrate"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first = migrate()
+    assert f"Migrated the SQLite database {tmp_path / 'todo.db'} to revision" in first
+    again = migrate()
+    assert "Migrated" not in again
+    assert f"is already at the newest revision, {head_revision()}: nothing was changed" in again
 
 
 def test_plain_alembic_command_uses_the_app_rules(tmp_path: Path, pg_url: str) -> None:

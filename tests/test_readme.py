@@ -140,6 +140,29 @@ def test_settings_env_file_is_documented() -> None:
     assert Settings.model_config.get("env_file") == ".env"
 
 
+# Where the app names an error code: ApiError(status, "CODE"), `code = "CODE"`,
+# error_body(message, "CODE"), error_response(status, "CODE"), _error(message, "CODE").
+CODE_IN_SOURCE = re.compile(
+    r"(?:ApiError\(\s*\d{3},\s*|\bcode\s*=\s*|_error\([^()]*?,\s*|error_body\(\s*[^()]*?,\s*"
+    r'|error_response\(\s*\d{3},\s*)"([A-Z][A-Z_]+)"',
+    re.S,
+)
+
+
+def test_every_error_code_is_in_the_table() -> None:
+    """A client reading a `code` the app sends finds it in the README's table."""
+    text = README.read_text(encoding="utf-8")
+    table = "\n".join(line for line in text.splitlines() if line.startswith("| "))
+    codes = {
+        code
+        for path in sorted((ROOT / "src").rglob("*.py"))
+        for code in CODE_IN_SOURCE.findall(path.read_text(encoding="utf-8"))
+    }
+    assert {"NOT_READY", "STARTING", "DATABASE_UNAVAILABLE", "VALIDATION_ERROR"} <= codes
+    missing = sorted(code for code in codes if f"`{code}`" not in table)
+    assert missing == [], f"error codes missing from the README's table: {missing}"
+
+
 FRONTEND_FILES = (
     ROOT / "tests" / "betterauth" / "frontend" / "todo-api.mjs",
     ROOT / "tests" / "betterauth" / "frontend" / "backend-token.mjs",

@@ -12,6 +12,7 @@ How a block is run:
 * Every `curl` a block runs is recorded, and its HTTP status must be the one the README
   gives in a `# → 201` comment at the end of that command, in order. A block fails when
   a command fails.
+* Whatever the blocks leave in the checkout (an export, a replica) must be in .gitignore.
 * A block that cannot run here (it needs Docker, or pushes to huggingface.co) starts with
   `# not run by the tests: <why>`. An unmarked block that needs such things fails the
   suite (`test_blocks_that_cannot_run_here_are_marked`).
@@ -80,6 +81,16 @@ SPECS: tuple[BlockSpec, ...] = (
         output=(r"inserted|copied|\d+ task",),
     ),
     BlockSpec("export --output", output=(r"(?i)\d+ task",)),
+    # The walkthrough's output is what its comments show: bodies, then the status.
+    BlockSpec(
+        "CREATED=$(curl",
+        output=(
+            r'(?m)^\{"id":"[0-9a-f-]{36}","title":"Buy milk",.*\}\n201$',
+            r'(?m)^\[\{"id":.*"title":"Buy milk".*\}\] 200$',
+            r"(?m)^ 204$",
+            r'(?m)^\{"error":"No such task\.","code":"TASK_NOT_FOUND"\} 404$',
+        ),
+    ),
 )
 
 
@@ -326,3 +337,24 @@ def test_the_readme_shell_blocks_work(sandbox: Sandbox) -> None:
     finally:
         live.close()
     assert ran >= 3
+    assert _not_ignored(sandbox.workdir) == [], "files the README's examples leave in a checkout"
+
+
+def _not_ignored(workdir: Path) -> list[str]:
+    """What the blocks created in the checkout that its .gitignore does not cover."""
+    created = [
+        path.name
+        for path in sorted(workdir.iterdir())
+        # The checkout itself, and the test servers' logs (tests/server.py), are not the
+        # examples' doing.
+        if path.name not in CHECKOUT
+        and path.name != ".venv"
+        and not re.fullmatch(r"server-\d+\.log", path.name)
+    ]
+    shutil.copy2(ROOT / ".gitignore", workdir / ".gitignore")
+    subprocess.run(["git", "init", "-q"], cwd=workdir, check=True)
+    return [
+        name
+        for name in created
+        if subprocess.run(["git", "check-ignore", "-q", name], cwd=workdir).returncode != 0
+    ]

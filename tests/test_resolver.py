@@ -1109,3 +1109,19 @@ def test_database_given_as_an_option_is_checked_for_placeholders() -> None:
     assert not resolution.ok
     assert any("placeholder" in error for error in resolution.errors)
     assert resolve_database_url("postgresql://u:p@db.example.com?dbname=app").ok
+
+
+def test_the_placeholder_error_says_what_the_resolver_accepts() -> None:
+    """It must not ask for percent-encoding the resolver does not need: the real
+    password, pasted raw with @ : / # ?, is then used exactly."""
+    template = (
+        "postgresql://postgres.abc:[YOUR-PASSWORD]"
+        "@aws-0-eu-central-1.pooler.supabase.com:6543/postgres"
+    )
+    refused = resolve_database_url(template)
+    assert len(refused.errors) == 1
+    assert "percent-encode" not in refused.errors[0]
+    assert "@ : / # ? may be pasted as they are" in refused.errors[0]
+    pasted = resolve_database_url(template.replace("[YOUR-PASSWORD]", "p@ss:w/o#r?d"))
+    assert pasted.ok, pasted.errors
+    assert pasted.url is not None and pasted.url.password == "p@ss:w/o#r?d"

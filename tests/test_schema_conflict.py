@@ -23,6 +23,7 @@ from tests.conftest import (
     mysql_url,
     running_app,
     wait_decided,
+    wait_ready,
 )
 from tests.server import clean_env
 
@@ -80,6 +81,26 @@ def test_foreign_tasks_table_is_refused_and_nothing_goes_to_sqlite(
         "ORDER BY ordinal_position",
     )
     assert [c[0] for c in columns] == ["id", "title", "completed"]
+
+
+def test_renaming_the_foreign_table_needs_no_restart(
+    tmp_path: Path, pg_url: str, pg_database: str
+) -> None:
+    """What the refusal says is true: the app tries the primary again by itself."""
+    _pg(pg_database, FOREIGN_PG)
+    settings = make_settings(
+        tmp_path, database_url=pg_url, better_auth_secret=TEST_SECRET, database_connect_timeout=2
+    )
+    with running_app(settings) as (_, client):
+        report = wait_decided(client)
+        assert report["connection_state"] == "CONNECTION_ERROR", report
+        assert "no restart" in report["last_error"] and "then restart" not in report["last_error"]
+        _pg(pg_database, "ALTER TABLE tasks RENAME TO tasks_old")
+        report = wait_ready(client, timeout=20)
+        assert report["connection_state"] == "PRIMARY_CONNECTED", report
+        created = client.post("/api/alice/tasks", json={"title": "x"}, headers=bearer("alice"))
+        assert created.status_code == 201, created.text
+    assert not (tmp_path / "todo.db").exists()
 
 
 def test_unknown_revision_is_refused(tmp_path: Path, pg_url: str, pg_database: str) -> None:

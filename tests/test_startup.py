@@ -153,6 +153,26 @@ def test_wrong_password_is_an_authentication_failure(
     assert c["user"] not in str(report)
 
 
+def test_a_wrong_pgpassword_is_named_in_the_hint(
+    tmp_path: Path, scram_cluster: dict[str, Any]
+) -> None:
+    c = scram_cluster
+    settings = make_settings(
+        tmp_path,
+        pghost=c["host"],
+        pgport=str(c["port"]),
+        pguser=c["user"],
+        pgpassword="bad",
+        pgdatabase=c["database"],
+        **FAST,
+    )
+    with running_app(settings) as (_, client):
+        report = wait_ready(client)
+    assert report["last_error_kind"] == "authentication_failed"
+    assert "check PGUSER and PGPASSWORD" in report["fallback_reason"]
+    assert "DATABASE_URL" not in report["fallback_reason"] + report["last_error"]
+
+
 def test_missing_database_is_reported(tmp_path: Path, pg_url: str) -> None:
     url = pg_url.rsplit("/", 1)[0] + "/todo_no_such_db"
     with running_app(make_settings(tmp_path, database_url=url, **FAST)) as (_, client):

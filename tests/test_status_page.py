@@ -94,6 +94,9 @@ def test_primary_database_in_use(tmp_path: Path, pg_url: str) -> None:
     assert db["type"] == "postgresql"
     assert db["why"] == "DATABASE_URL is set and the database answered."
     assert db["persistent"] is True and db["sqlite_path"] is None
+    assert db["persistence_note"] == (
+        "The tasks are kept in the primary database (PostgreSQL), not in SQLite."
+    )
     assert db["primary_url"].startswith("postgresql+psycopg://***@")
     assert "PostgreSQL" in html and "Data will not survive" not in html
 

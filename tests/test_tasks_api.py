@@ -361,6 +361,25 @@ def test_bad_input_is_400_never_500(backend_app: Api) -> None:
     assert client.get("/api/alice/tasks", headers=ALICE).headers["x-total-count"] == "2"
 
 
+def test_a_body_not_sent_as_a_json_object_says_what_to_send(backend_app: Api) -> None:
+    _, client, _ = backend_app
+    body = b'{"title": "Buy milk"}'
+    cases = [
+        ({"content-type": "text/plain"}, body, "Content-Type is not application/json"),
+        ({}, body, "the request has no Content-Type"),
+        ({"content-type": "application/json"}, b'["Buy milk"]', "JSON an array, not an object"),
+        ({"content-type": "application/json"}, b"{title: 1}", "not valid JSON"),
+    ]
+    for headers, content, reason in cases:
+        response = client.post("/api/alice/tasks", content=content, headers={**ALICE, **headers})
+        assert response.status_code == 400, response.text
+        error = response.json()
+        assert error["code"] == "VALIDATION_ERROR"
+        assert reason in error["error"], error
+        assert "Content-Type: application/json" in error["error"], error
+        assert "valid dictionary" not in error["error"]
+
+
 def test_task_ids_that_cannot_exist_are_404(backend_app: Api) -> None:
     _, client, _ = backend_app
     task = create(client, "real")

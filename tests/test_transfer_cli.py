@@ -394,3 +394,22 @@ def test_a_task_id_owned_by_another_user_is_left_alone_and_named(tmp_path: Path)
         assert stored_tasks(app) == sorted(
             [theirs._replace(user_id="mallory"), mine], key=lambda t: t.id
         )
+
+
+def test_a_refused_login_names_the_option_that_gave_the_url(tmp_path: Path) -> None:
+    """The hint sends the operator to the URL that failed (--to, --from), not to a
+    DATABASE_URL that was never set."""
+    with engine(f"sqlite:///{tmp_path / 'app.db'}", tmp_path) as app:
+        seed(app, make_tasks(2))
+    wrong = f"mysql://u:WrongPw%40x@{MYSQL_HOST}:{MYSQL_PORT}/db"
+    cases = (
+        (("copy", "--to", wrong), "--to"),
+        (("copy", "--from", wrong, "--to", f"sqlite:///{tmp_path / 'x.db'}"), "--from"),
+    )
+    for args, option in cases:
+        result = cli(tmp_path, *args)
+        assert result.returncode == 1, (args, err(result))
+        assert "authentication_failed" in err(result), err(result)
+        assert f"check the user name and password in {option}" in err(result), err(result)
+        assert "DATABASE_URL" not in err(result)
+        assert "WrongPw" not in err(result)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from src.api.dependencies import ManagerDep
 from src.api.disclosure import HIDDEN, Disclosure
 from src.database.manager import DatabaseManager
+from src.database.persistence import primary_persistence
 from src.database.sqlite_locator import SqliteLocation
 from src.database.state import ConnectionState
 from src.http.errors import ErrorResponse, error_body
@@ -52,10 +53,13 @@ def database_report(manager: DatabaseManager) -> dict[str, Any]:
         persistence_note = replication_note(replication)
     elif status.using_fallback and sqlite is not None:
         persistent = sqlite.persistent
-    elif engine is not None or resolution.ok:
-        persistent = True  # a server database keeps its data
+    elif resolution.ok and resolution.url is not None:
+        # The primary is (or will be) the database: its facts, not the SQLite file's.
+        persistent, persistence_note = primary_persistence(
+            resolution.url, resolution.source, on_space=manager.settings.on_space
+        )
     else:
-        persistent = None
+        persistent, persistence_note = None, None
     return {
         "status_detail": shown.mode,
         "primary_url_present": resolution.present,

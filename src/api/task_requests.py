@@ -40,15 +40,22 @@ _COMPLETED: TypeAdapter[bool | None] = TypeAdapter(bool | None)
 _LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=LIMIT_MAX)])
 _OFFSET: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_OFFSET)])
 _JSON_TYPES = ("application/json",)
-# FastAPI's words for a body that is not a JSON object (or not JSON at all).
-_NOT_AN_OBJECT = [
-    {
-        "type": "model_attributes_type",
-        "loc": ("body",),
-        "msg": "Input should be a valid dictionary or object to extract fields from",
-        "input": None,
-    }
-]
+_SEND_JSON = "send a JSON object with Content-Type: application/json"
+
+
+def _not_an_object(why: str) -> RequestValidationError:
+    """A body that is not a JSON object (or not sent as JSON): FastAPI's error type, with
+    words that say what to send instead of "a valid dictionary"."""
+    return RequestValidationError(
+        [
+            {
+                "type": "model_attributes_type",
+                "loc": ("body",),
+                "msg": f"{why}; {_SEND_JSON}",
+                "input": None,
+            }
+        ]
+    )
 
 
 def _errors(error: ValidationError, *location: str | int) -> list[dict[str, Any]]:
@@ -134,8 +141,13 @@ async def json_body(request: Request, model: type[M], *, required: bool = True) 
                 [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
             )
         return None
-    if not _is_json(request.headers.get("content-type")):
-        raise RequestValidationError(_NOT_AN_OBJECT)
+    content_type = request.headers.get("content-type")
+    if not _is_json(content_type):
+        raise _not_an_object(
+            "the request has no Content-Type"
+            if not content_type
+            else "the request's Content-Type is not application/json"
+        )
     try:
         data = loads_strict(raw)
     except json.JSONDecodeError as error:
@@ -153,11 +165,21 @@ async def json_body(request: Request, model: type[M], *, required: bool = True) 
     if data is None and not required:
         return None
     if not isinstance(data, dict):
-        raise RequestValidationError(_NOT_AN_OBJECT)
+        raise _not_an_object(f"the body is JSON {_json_kind(data)}, not an object")
     try:
         return model.model_validate(data)
     except ValidationError as error:
         raise RequestValidationError(_errors(error, "body")) from None
+
+
+def _json_kind(data: object) -> str:
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return "true" if data else "false"
+    if isinstance(data, list):
+        return "an array"
+    return "a string" if isinstance(data, str) else "a number"
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -39,6 +39,7 @@ class StoredSecret:
     created: bool
     persistent: bool
     note: str  # why it is (not) kept, for people
+    lost_when: str | None = None  # when a location that is not kept loses the file
 
 
 def new_secret() -> str:
@@ -47,28 +48,30 @@ def new_secret() -> str:
 
 def secret_location(
     settings: Settings, location: SqliteLocation | None = None
-) -> tuple[Path | None, bool, str]:
+) -> tuple[Path | None, SqliteLocation]:
     """Where the secret file goes: the directory of the SQLite database the app would use
-    (`location`, when the caller has found it already)."""
+    (`location`, when the caller has found it already), and that location."""
     location = location or locate_for(settings)
     if location.path is None:
-        return None, False, location.persistence_note
-    return location.path.parent / SECRET_FILENAME, location.persistent, location.persistence_note
+        return None, location
+    return location.path.parent / SECRET_FILENAME, location
 
 
 def load_or_create_secret(
     settings: Settings, location: SqliteLocation | None = None
 ) -> StoredSecret:
     """The stored secret (created on first use). Never raises: falls back to memory."""
-    path, persistent, note = secret_location(settings, location)
+    path, found = secret_location(settings, location)
     if path is None:
-        return _in_memory(f"no writable location was found ({note})")
+        return _in_memory(f"no writable location was found ({found.persistence_note})")
     try:
         value, created = _read_or_create(path)
     except OSError as exc:
         return _in_memory(f"{path} could not be used ({exc.strerror or exc})")
     redactor.add(value)
-    return StoredSecret(value, path, created, persistent, note)
+    return StoredSecret(
+        value, path, created, found.persistent, found.persistence_note, found.lost_when
+    )
 
 
 def _in_memory(why: str) -> StoredSecret:

@@ -131,9 +131,12 @@ def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
                 f"Tokens are checked with a generated secret stored in {stored.path} ({MINT_HINT})."
             )
             if not stored.persistent:
+                # Said as the location's own rule: a temp dir lasts until a reboot, not
+                # merely until the next restart.
+                when = stored.lost_when or "when its disk is wiped"
                 description += (
-                    " That location does not survive a restart, so neither do the tokens; "
-                    "set BETTER_AUTH_SECRET."
+                    f" That file is lost {when}, and every token signed with it stops "
+                    "working then; set BETTER_AUTH_SECRET."
                 )
             if settings.sqlite_replica_url:
                 # The replica restores the database, not the files beside it.

@@ -48,10 +48,11 @@ class Database:
     label: str  # for sentences: "the primary database (postgresql+psycopg://***@host/db)"
     on_space: bool = False
     primary: bool = False
+    source: str = "DATABASE_URL"  # where the URL came from: a variable or --from/--to
 
     def failure(self, exc: BaseException) -> str:
         """What went wrong, with no secret in it, ending in a full stop."""
-        text = classify(exc, self.url, on_space=self.on_space).describe()
+        text = classify(exc, self.url, on_space=self.on_space, source=self.source).describe()
         return text if text.endswith(".") else text + "."
 
     @property
@@ -124,17 +125,25 @@ def _from_resolution(
             EXIT_USAGE,
         )
     label = f"{role} ({resolution.masked_url()})"
-    database = _open(url, resolution.mysql_ssl_mode, settings, label, primary=role == _PRIMARY)
+    database = _open(
+        url, resolution.mysql_ssl_mode, settings, label, primary=role == _PRIMARY, source=source
+    )
     if reading:
         _require_file(database, f"check the path in {source}")
     return database
 
 
 def _open(
-    url: URL, ssl_mode: str | None, settings: Settings, label: str, *, primary: bool = False
+    url: URL,
+    ssl_mode: str | None,
+    settings: Settings,
+    label: str,
+    *,
+    primary: bool = False,
+    source: str = "DATABASE_URL",
 ) -> Database:
     engine = create_database_engine(url, settings, mysql_ssl_mode=ssl_mode)
-    return Database(engine, url, label, settings.on_space, primary)
+    return Database(engine, url, label, settings.on_space, primary, source)
 
 
 def _require_file(database: Database, advice: str) -> None:

@@ -20,6 +20,7 @@ from src.core.redaction import redactor
 from src.database.engine import create_database_engine
 from src.database.failures import Failure, FailureKind, classify
 from src.database.migrations import head_revision, known_revisions
+from src.database.persistence import primary_persistence
 from src.database.probe import call_with_deadline, check_connection
 from src.database.resolver import Resolution, resolve_database_url
 from src.database.schema import SchemaState, inspect_schema, refuse
@@ -57,12 +58,21 @@ def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
         and (policy == "auto" or (policy == "invalid-only" and not resolution.ok))
     )
     location = locate_for(settings)
+    # The persistence facts describe the database that will be used, never a SQLite file
+    # the app will not touch; `sqlite_role` says what the SQLite file is for.
+    persistent: bool | None = None
+    persistence_note: str | None = None
+    sqlite_role: str | None = None
     if primary_usable:
-        persistent: bool | None = True
+        assert resolution.url is not None
+        persistent, persistence_note = primary_persistence(
+            resolution.url, source, on_space=settings.on_space
+        )
+        if policy == "auto":
+            sqlite_role = "fallback"  # used only if the primary cannot be used at start
     elif would_fall_back:
-        persistent = location.persistent
-    else:
-        persistent = None
+        persistent, persistence_note = location.persistent, location.persistence_note
+        sqlite_role = "database"
     return {
         "source": source,
         "backend": resolution.backend,
@@ -75,9 +85,10 @@ def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
         "fallback_reason": fallback_reason,
         "primary_will_be_used": primary_usable,
         "sqlite_path": str(location.path) if location.path else ":memory:",
+        "sqlite_role": sqlite_role,
         "sqlite_rejected": list(location.rejected),
         "persistent": persistent,
-        "persistence_note": location.persistence_note,
+        "persistence_note": persistence_note,
         "connect": None
         if not connect
         else {
@@ -108,7 +119,9 @@ def _try_connect(
         elapsed = (time.monotonic() - started) * 1000
         schema = call_with_deadline(lambda: _read_schema(engine), timeout)
     except Exception as exc:  # noqa: BLE001 - reported to the operator, classified
-        failure = classify(exc, resolution.url, on_space=settings.on_space)
+        failure = classify(
+            exc, resolution.url, on_space=settings.on_space, source=resolution.source
+        )
         return failure, (time.monotonic() - started) * 1000, None
     finally:
         engine.dispose()
@@ -172,6 +185,39 @@ def _render_replication(replication: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _render_storage(report: dict[str, Any]) -> list[str]:
+    """Where the tasks will be kept; the SQLite file's facts only when it is the database
+    (or may become it, as the fallback)."""
+    role = report["sqlite_role"]
+    if role == "database":
+        lines = [f"  sqlite:     {report['sqlite_path']}"]
+        lines.append(f"              {report['persistence_note']}")
+        lines.extend(f"    skipped: {item}" for item in report["sqlite_rejected"])
+        return lines
+    lines = []
+    if report["persistence_note"]:
+        kept = "" if report["persistent"] else "NOT persistent: "
+        lines.append(f"  data:       {kept}{report['persistence_note']}")
+    if role == "fallback":
+        lines.append(
+            f"  fallback:   SQLite at {report['sqlite_path']}, only if the primary cannot be "
+            f"used at start (DATABASE_FALLBACK={report['fallback_policy']})"
+        )
+        lines.extend(f"    skipped: {item}" for item in report["sqlite_rejected"])
+    else:
+        lines.append(f"  fallback:   none ({_no_fallback(report)})")
+    return lines
+
+
+def _no_fallback(report: dict[str, Any]) -> str:
+    connect = report["connect"]
+    if connect is not None and connect["kind"] == FailureKind.SCHEMA.value:
+        return "SQLite never stands in for a primary that answered"
+    if report["fallback_policy"] == "never":
+        return "DATABASE_FALLBACK=never"
+    return "DATABASE_FALLBACK=invalid-only: SQLite only for a missing or invalid URL"
+
+
 def _render_text(report: dict[str, Any]) -> str:
     lines = [f"Database configuration ({report['source']})"]
     lines.append(f"  backend:    {report['backend'] or '—'}  (driver {report['driver'] or '—'})")
@@ -199,9 +245,7 @@ def _render_text(report: dict[str, Any]) -> str:
     else:
         verdict = f"NO database will be used — {report['fallback_reason']}"
     lines.append(f"  verdict:    {verdict}")
-    lines.append(f"  sqlite:     {report['sqlite_path']}")
-    lines.append(f"              {report['persistence_note']}")
-    lines.extend(f"    skipped: {item}" for item in report["sqlite_rejected"])
+    lines.extend(_render_storage(report))
     lines.extend(_render_replication(report["replication"]))
     if report["settings_warnings"]:
         lines.append("Settings warnings:")

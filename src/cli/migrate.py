@@ -19,7 +19,13 @@ from src.config.settings import Settings, load_settings
 from src.core.logging import configure_logging
 from src.core.redaction import redactor
 from src.database.engine import create_database_engine
-from src.database.migrations import check_schema, current_revision, migration_lock, upgrade_to_head
+from src.database.migrations import (
+    Upgrade,
+    check_schema,
+    current_revision,
+    migration_lock,
+    upgrade,
+)
 from src.database.resolver import resolve_database_url
 from src.database.sqlite_locator import locate_for
 from src.database.startup import Ready, StartupPolicy
@@ -33,7 +39,7 @@ class MigrationResult:
 
 
 def migrate_configured(
-    settings: Settings, migrate: Callable[[Engine], str | None] = upgrade_to_head
+    settings: Settings, migrate: Callable[[Engine], Upgrade] = upgrade
 ) -> MigrationResult:
     """Migrate the configured database (see the module docstring); never raises."""
     raw, source = settings.primary_url_input
@@ -55,18 +61,35 @@ def migrate_configured(
             )
         url, what = location.url, f"the SQLite database {location.path}"
         engine = create_database_engine(url, settings)
-    policy = StartupPolicy(settings, DatabaseStatus(), migrate)
+    upgrades: list[Upgrade] = []
+
+    def migrate_and_note(engine: Engine) -> str | None:
+        done = migrate(engine)
+        upgrades.append(done)
+        return done.after
+
+    policy = StartupPolicy(settings, DatabaseStatus(), migrate_and_note)
     try:
         outcome = asyncio.run(policy.with_retries(engine))
     finally:
         engine.dispose()
     if isinstance(outcome, Ready):
-        return MigrationResult(True, f"Migrated {what} to revision {outcome.revision}.")
+        return MigrationResult(True, _done(what, upgrades[-1]))
     return MigrationResult(
         False,
         f"Not migrated: {what} could not be used ({outcome.failure.describe()}). "
         "Nothing was migrated anywhere else.",
     )
+
+
+def _done(what: str, done: Upgrade) -> str:
+    if not done.changed:
+        return (
+            f"{what[0].upper()}{what[1:]} is already at the newest revision, {done.after}: "
+            "nothing was changed."
+        )
+    before = "had no tables of this app" if done.before is None else f"was at {done.before}"
+    return f"Migrated {what} to revision {done.after} (it {before})."
 
 
 def migrate() -> int:
@@ -80,12 +103,14 @@ def migrate() -> int:
 def migrate_with_app_rules(run_on: Callable[[Connection], None]) -> None:
     """Used by alembic/env.py when Alembic is run directly."""
 
-    def via_alembic(engine: Engine) -> str | None:
+    def via_alembic(engine: Engine) -> Upgrade:
         with engine.connect() as connection:
             with migration_lock(connection):
                 check_schema(connection)
+                before = current_revision(connection)
                 run_on(connection)
-            return current_revision(connection)
+                after = current_revision(connection)
+            return Upgrade(before, after)
 
     result = migrate_configured(load_settings(), via_alembic)
     if not result.ok:

@@ -35,6 +35,8 @@ FallbackPolicy = Literal["auto", "invalid-only", "never"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
 StatusDetail = Literal["full", "minimal"]
+# Where the primary URL came from when it was built from libpq's variables (for messages).
+LIBPQ_SOURCE = "PGHOST/PGUSER/PGPASSWORD/PGDATABASE"
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +188,7 @@ class Settings(BaseSettings):
         if self.database_url is not None and self.database_url.strip():
             return self.database_url, "DATABASE_URL"
         if self.pghost and self.pghost.strip():
-            return _url_from_libpq_env(self), "PGHOST/PGUSER/PGPASSWORD/PGDATABASE"
+            return _url_from_libpq_env(self), LIBPQ_SOURCE
         return self.database_url, "DATABASE_URL"
 
     @property

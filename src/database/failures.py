@@ -18,6 +18,7 @@ from enum import StrEnum
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
+from src.config.settings import LIBPQ_SOURCE
 from src.core.redaction import redactor
 from src.database.error_codes import Code, code_of, timed_out
 from src.database.url.masking import server_hosts
@@ -107,8 +108,17 @@ _CONNECT_PHRASES: tuple[tuple[re.Pattern[str], FailureKind], ...] = (
 )
 
 
-def classify(exc: BaseException, url: URL | None = None, *, on_space: bool = False) -> Failure:
-    """A failed attempt to open a connection (start-up, probes, `doctor --connect`)."""
+def classify(
+    exc: BaseException,
+    url: URL | None = None,
+    *,
+    on_space: bool = False,
+    source: str = "DATABASE_URL",
+) -> Failure:
+    """A failed attempt to open a connection (start-up, probes, `doctor --connect`).
+
+    `source` is where the URL came from (`DATABASE_URL`, the PG* variables, `--to`…):
+    the hint sends the operator there, not to a setting they never used."""
     code = code_of(exc)
     kind = _KIND_OF_CODE.get(code)
     if kind is None or kind is FailureKind.CONNECTION_LOST:
@@ -118,7 +128,7 @@ def classify(exc: BaseException, url: URL | None = None, *, on_space: bool = Fal
         kind = FailureKind.UNREACHABLE
     if timed_out(exc) and kind in (FailureKind.OTHER, FailureKind.UNREACHABLE):
         kind = FailureKind.TIMEOUT
-    return Failure(kind, sanitize(_first_lines(exc), url), _hint(kind, exc, url, on_space))
+    return Failure(kind, sanitize(_first_lines(exc), url), _hint(kind, url, on_space, source))
 
 
 def connection_lost(exc: BaseException, url: URL | None) -> Failure:
@@ -169,9 +179,12 @@ def _first_lines(exc: BaseException) -> str:
     return " / ".join(lines[:2])
 
 
-def _hint(kind: FailureKind, exc: BaseException, url: URL | None, on_space: bool) -> str | None:
+def _hint(kind: FailureKind, url: URL | None, on_space: bool, source: str) -> str | None:
+    if url is not None and url.get_backend_name() == "sqlite":
+        return None  # a local file: no host, credentials or TLS to check
     hosts = server_hosts(url) if url is not None else ()
     host = hosts[0][0] if hosts else ""
+    where = _Where(source)
     if kind is FailureKind.CONFIGURATION:
         return (
             "Supabase's pooler does not know this user: copy the URL from the project's "
@@ -179,13 +192,17 @@ def _hint(kind: FailureKind, exc: BaseException, url: URL | None, on_space: bool
             "aws-0-<region>.pooler.supabase.com exactly as shown there."
         )
     if kind is FailureKind.AUTHENTICATION:
-        return "check the user name and password in DATABASE_URL (special characters are fine)."
+        return f"check {where.credentials} (special characters are fine)."
     if kind is FailureKind.DATABASE_MISSING:
         return (
-            "the server is reachable but that database does not exist; create it or fix the name."
+            "the server is reachable but that database does not exist; create it or fix "
+            f"{where.database}."
         )
     if kind is FailureKind.TLS:
-        return "check sslmode / the server's TLS settings (hosted databases need sslmode=require)."
+        return (
+            f"check {where.sslmode} / the server's TLS settings (hosted databases need "
+            "sslmode=require)."
+        )
     if kind.unreachable:
         if host.startswith("db.") and host.endswith(".supabase.co"):
             return (
@@ -198,8 +215,37 @@ def _hint(kind: FailureKind, exc: BaseException, url: URL | None, on_space: bool
                 f"Hugging Face Spaces only allow outbound connections to ports 80, 443 and 8080; "
                 f"a database on port {port} may be unreachable from a Space."
             )
-        return "check the host and port, and that the server accepts connections from here."
+        return f"check {where.server}, and that the server accepts connections from here."
     return None
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The parts of the URL's source to check, named as the operator set them."""
+
+    source: str
+
+    @property
+    def _libpq(self) -> bool:
+        return self.source == LIBPQ_SOURCE
+
+    @property
+    def credentials(self) -> str:
+        if self._libpq:
+            return "PGUSER and PGPASSWORD"
+        return f"the user name and password in {self.source}"
+
+    @property
+    def database(self) -> str:
+        return "PGDATABASE" if self._libpq else f"the database name in {self.source}"
+
+    @property
+    def sslmode(self) -> str:
+        return "PGSSLMODE" if self._libpq else f"sslmode in {self.source}"
+
+    @property
+    def server(self) -> str:
+        return "PGHOST and PGPORT" if self._libpq else f"the host and port in {self.source}"
 
 
 def _effective_port(url: URL | None, hosts: tuple[tuple[str, int | None], ...]) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -113,15 +114,28 @@ def at_head(connection: Connection) -> bool:
     return [str(row[0]) for row in rows] == [HEAD_REVISION]
 
 
-def upgrade_to_head(engine: Engine) -> str | None:
-    """Apply every pending migration; returns the revision the database is now at.
+@dataclass(frozen=True)
+class Upgrade:
+    """The revision a database was at before a migration, and the one it is at after."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def upgrade(engine: Engine) -> Upgrade:
+    """Apply every pending migration; says what changed (`python -m src migrate` reports
+    "already at the newest revision" rather than "migrated" when nothing did).
 
     Raises SchemaConflict (nothing written) when the database holds tables of another
     layout or a revision this version does not know.
     """
     with engine.connect() as connection:
         if at_head(connection):
-            return HEAD_REVISION
+            return Upgrade(HEAD_REVISION, HEAD_REVISION)
     from alembic import command
 
     with engine.connect() as connection:
@@ -134,4 +148,9 @@ def upgrade_to_head(engine: Engine) -> str | None:
             after = current_revision(connection)
         if before != after:
             logger.info("Database migrated from %s to %s", before or "empty", after)
-        return after
+        return Upgrade(before, after)
+
+
+def upgrade_to_head(engine: Engine) -> str | None:
+    """`upgrade`, for callers that need only the revision the database is now at."""
+    return upgrade(engine).after

@@ -78,7 +78,9 @@ def refuse(state: SchemaState, head: str | None) -> SchemaConflict | None:
             f"(columns: {state.detail[:300]}). The app never changes or drops it. Point "
             "DATABASE_URL at another database (on PostgreSQL, another schema also works: "
             "CREATE SCHEMA todo, then add ?options=-csearch_path%3Dtodo to the URL), or "
-            f"rename that table (ALTER TABLE {TABLE} RENAME TO {TABLE}_old), then restart."
+            f"rename that table (ALTER TABLE {TABLE} RENAME TO {TABLE}_old): a running app "
+            "tries the database again by itself, at most a minute apart, so a rename needs "
+            "no restart."
         )
     return None
 

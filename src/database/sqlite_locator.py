@@ -44,6 +44,9 @@ class SqliteLocation:
     rejected: tuple[str, ...] = ()
     # Fixed per location so every engine built from `url` reaches the same in-memory database.
     memory_name: str = field(default_factory=lambda: f"todo-memory-{secrets.token_hex(8)}")
+    # When a location that is not persistent loses its files ("when the process stops"),
+    # for what is kept beside the database (the generated token secret).
+    lost_when: str | None = None
 
     @property
     def is_memory(self) -> bool:
@@ -234,24 +237,55 @@ def _volume_of(path: Path, mountinfo: Path) -> str | None:
 
 
 def _persistence(
-    source: str, path: Path, on_space: bool, tmp_dir: Path, mountinfo: Path
-) -> tuple[bool, str]:
+    source: str,
+    path: Path,
+    on_space: bool,
+    tmp_dir: Path,
+    mountinfo: Path,
+    advice: str | None = None,
+) -> tuple[bool, str, str | None]:
+    """(persistent, note, when its files are lost); `advice` replaces the chain's advice
+    (set SQLITE_PATH…) for a file the chain did not choose."""
     if source == "tmp" or _within(path, tmp_dir):
-        return False, (
+        return (
+            False,
             f"{path} is in the temporary directory, which is cleared on reboot (on a Space, on "
-            "every restart); set SQLITE_PATH to a kept location or set DATABASE_URL."
+            "every restart); "
+            + (advice or "set SQLITE_PATH to a kept location or set DATABASE_URL."),
+            "when the temporary directory is cleared (at a reboot; on a Space, at every restart)",
         )
     if not on_space:
-        return True, f"{path} survives restarts while this disk is kept (in a container: a volume)."
+        return (
+            True,
+            f"{path} survives restarts while this disk is kept (in a container: a volume).",
+            None,
+        )
     volume = _volume_of(path, mountinfo)
     if volume is not None:
-        return True, f"{path} is on a mounted volume ({volume}), so it survives restarts."
-    return False, (
+        return True, f"{path} is on a mounted volume ({volume}), so it survives restarts.", None
+    return (
+        False,
         f"On a Hugging Face Space, {path} is on the container disk, which is wiped on every "
-        "restart and rebuild; to keep data, set SQLITE_REPLICA_URL (replicated to a bucket) "
-        "or DATABASE_URL (an external database). A Storage Bucket mounted at /data has "
-        "refused writes from the Space's uid 1000."
+        "restart and rebuild; "
+        + (
+            advice
+            or "to keep data, set SQLITE_REPLICA_URL (replicated to a bucket) or DATABASE_URL "
+            "(an external database). A Storage Bucket mounted at /data has refused writes "
+            "from the Space's uid 1000."
+        ),
+        "at every restart and rebuild of the Space",
     )
+
+
+def persistence_of(
+    path: Path, source: str, *, on_space: bool, mountinfo: Path = Path("/proc/self/mountinfo")
+) -> tuple[bool, str]:
+    """Whether a SQLite file at `path` survives restarts, and the sentence that says so,
+    for a file named by `source` (DATABASE_URL) rather than found by the chain."""
+    advice = f"point {source} at a file on a disk that is kept, or at a server database."
+    tmp_dir = Path(tempfile.gettempdir())
+    persistent, note, _ = _persistence("path", path, on_space, tmp_dir, mountinfo, advice)
+    return persistent, note
 
 
 def locate_sqlite(
@@ -284,8 +318,10 @@ def locate_sqlite(
             path = prepare()
             reason = probe_writable(path)
             if reason is None:
-                persistent, note = _persistence(source, path, on_space, tmp_dir, mountinfo)
-                return SqliteLocation(path, source, persistent, note, tuple(rejected))
+                persistent, note, lost = _persistence(source, path, on_space, tmp_dir, mountinfo)
+                return SqliteLocation(
+                    path, source, persistent, note, tuple(rejected), lost_when=lost
+                )
         except Exception as exc:  # noqa: BLE001 - start-up must survive whatever a rung throws
             reason = _describe(exc)
         rejected.append(f"{source}: {reason}")

@@ -114,6 +114,12 @@ class StartupPolicy:
                 await asyncio.sleep(self.delay(number))
         return outcome
 
+    def classify(self, exc: BaseException, engine: Engine) -> Failure:
+        """What went wrong, its hint naming where the primary URL came from (DATABASE_URL
+        or the PG* variables)."""
+        _, source = self.settings.primary_url_input
+        return classify(exc, engine.url, on_space=self.settings.on_space, source=source)
+
     async def connect(self, engine: Engine) -> Failure | None:
         timeout = self.settings.database_connect_timeout + 1.0
         try:
@@ -121,7 +127,7 @@ class StartupPolicy:
                 call_with_deadline, lambda: check_connection(engine), timeout, name="db-connect"
             )
         except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
-            failure = classify(exc, engine.url, on_space=self.settings.on_space)
+            failure = self.classify(exc, engine)
             self.status.attempted(failure)
             return failure
         self.status.attempted(None)
@@ -141,7 +147,7 @@ class StartupPolicy:
             self.status.last_failure = failure
             return Unusable(failure)
         except Exception as exc:
-            classified = classify(exc, engine.url, on_space=self.settings.on_space)
+            classified = self.classify(exc, engine)
             if code_of(exc) in _CONNECTIVITY or isinstance(exc, TimeoutError):
                 # The server went away mid-migration: as if it had not answered.
                 failure = Failure(
@@ -156,7 +162,8 @@ class StartupPolicy:
                 FailureKind.SCHEMA if code_of(exc) is Code.SCHEMA else FailureKind.OTHER,
                 f"migrating the database failed: {sanitize(str(exc), engine.url)}",
                 "the database answered but its schema could not be brought up to date; "
-                "see the log, fix the database (permissions, tables), then restart.",
+                "see the log and fix the database (permissions, tables): the app tries it again "
+                "by itself, at most a minute apart (no restart needed).",
             )
             self.status.last_failure = failure
             return Unusable(failure)

@@ -93,7 +93,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [_describe_field_error(error) for error in exc.errors()]
     if any(field["type"] == "json_invalid" for field in fields):
-        message = "The request body is not valid JSON."
+        message = (
+            "The request body is not valid JSON: send a JSON object with "
+            "Content-Type: application/json."
+        )
     else:
         message = "The request is invalid: " + "; ".join(
             f"{field['field']}: {field['message']}" for field in fields[:5]

@@ -4,7 +4,7 @@
 // does neither, so it gets a cookie jar and the Origin header here. The page is on the
 // origin Better Auth runs on, as with Better Auth inside a Next.js app.
 //
-// env: NEXT_PUBLIC_BETTER_AUTH_URL, NEXT_PUBLIC_API_URL, BETTER_AUTH_SECRET
+// env: NEXT_PUBLIC_BETTER_AUTH_URL, NEXT_PUBLIC_API_URL, JWT_SECRET
 // Prints one JSON line with what each step returned; tests/test_betterauth.py checks it.
 const authOrigin = new URL(process.env.NEXT_PUBLIC_BETTER_AUTH_URL).origin;
 const pageOrigin = authOrigin;
@@ -12,10 +12,18 @@ const cookies = new Map();
 const browserFetch = globalThis.fetch;
 const seen = [];
 
+// A user whose calls a proxy in front of the backend answers with its own HTML 502 page.
+const BROKEN_PROXY_USER = "behind-a-failing-proxy";
+
 globalThis.fetch = async (input, init) => {
   const request = new Request(input, init);
   const headers = new Headers(request.headers);
   const url = new URL(request.url);
+  if (url.pathname.startsWith(`/api/${BROKEN_PROXY_USER}/`)) {
+    const page = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+    const proxyHeaders = { "content-type": "text/html", "retry-after": "7" };
+    return new Response(page, { status: 502, headers: proxyHeaders });
+  }
   headers.set("origin", pageOrigin);
   if (url.origin === authOrigin && cookies.size) {
     headers.set("cookie", [...cookies].map(([name, value]) => `${name}=${value}`).join("; "));
@@ -75,6 +83,17 @@ try {
 } catch (error) {
   if (!(error instanceof ApiError)) throw error;
   result.otherUser = { status: error.status, code: error.code, message: error.message };
+}
+try {
+  await tasksOf(BROKEN_PROXY_USER).list();
+} catch (error) {
+  if (!(error instanceof ApiError)) throw error;
+  result.brokenProxy = {
+    status: error.status,
+    code: error.code ?? null,
+    retryAfter: error.retryAfter,
+    message: error.message,
+  };
 }
 await authClient.signOut();
 try {

@@ -70,9 +70,11 @@ def _placeholder(part: str, source: str) -> str:
             f"The user name in {source} is still a template placeholder; replace it with the "
             "real database user."
         )
+    # Raw `@ : / # ?` are fine (the user info is split at the last `@`): telling people to
+    # percent-encode would only send them editing a password that needs no change.
     return (
         f"The password in {source} is still a template placeholder; replace it with the real "
-        "password (percent-encode @ as %40 if it contains one)."
+        "password (characters such as @ : / # ? may be pasted as they are)."
     )
 
 

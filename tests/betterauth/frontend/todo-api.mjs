@@ -10,8 +10,10 @@ export const authClient = createAuthClient({
 const API_URL = process.env.NEXT_PUBLIC_API_URL; // the backend, e.g. https://you-todo.hf.space
 
 export class ApiError extends Error {
+  // body: the backend's JSON error, or undefined when the response was not JSON (the HTML
+  // error page of a proxy in front of the backend, say).
   constructor(status, body, retryAfter) {
-    super(body?.error ?? `HTTP ${status}`);
+    super(body?.error ?? `HTTP ${status}${body === undefined ? " (not a JSON response)" : ""}`);
     this.status = status; // 401: sign in again; 403: not this user's tasks; 503: retry
     this.code = body?.code; // UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN, AUTH_UNAVAILABLE, …
     this.retryAfter = retryAfter; // seconds, on a 503
@@ -50,12 +52,22 @@ export async function todoApi(path, { method = "GET", body, token } = {}) {
     body: body !== undefined ? JSON.stringify(body) : undefined,
   });
   if (response.status === 204) return null;
-  const data = await response.json();
-  if (!response.ok) {
+  // Text first, then JSON if it is: a proxy's HTML 502 page must become an ApiError with
+  // its status, not a SyntaxError from response.json().
+  const data = parseJson(await response.text());
+  if (!response.ok || data === undefined) {
     const retryAfter = Number(response.headers.get("Retry-After")) || undefined;
     throw new ApiError(response.status, data, retryAfter);
   }
   return data;
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined; // not JSON
+  }
 }
 
 // The task endpoints of one user, whose id is session.user.id (the token's `sub`):
