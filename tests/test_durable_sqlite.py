@@ -298,23 +298,25 @@ def _no_leftover_replicators() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("replica_env")
-def test_a_replicated_file_leaves_checkpoints_to_litestream(tmp_path: Path) -> None:
-    """SQLite's own auto-checkpoint is raised to a backstop on the file Litestream
-    replicates (src.database.engine), and left alone on one it does not."""
+def test_checkpoints_run_off_the_event_loop(tmp_path: Path) -> None:
+    """SQLite's own auto-checkpoint is only a backstop (src.database.engine): the file
+    Litestream replicates is checkpointed by Litestream, any other served file by the
+    app's checkpoint thread (src.database.checkpointer)."""
     from sqlalchemy import text
 
-    from src.database.engine import REPLICATED_WAL_AUTOCHECKPOINT
+    from src.database.engine import WAL_AUTOCHECKPOINT_PAGES
     from tests.conftest import make_settings, running_app, wait_ready
 
-    def autocheckpoint(**values: Any) -> int:
+    def served(**values: Any) -> tuple[int, bool]:
         with running_app(make_settings(tmp_path / str(len(values)), **values)) as (app, client):
             report = wait_ready(client)
-            engine = app.state.database.engine
-            with engine.connect() as connection:
+            database = app.state.database._database
+            with database.engine.connect() as connection:
                 pages = int(connection.execute(text("PRAGMA wal_autocheckpoint")).scalar_one())
+            threaded = database.inline._checkpointer is not None
         assert report["replication"] is None or report["replication"]["state"] == "replicating"
-        return pages
+        return pages, threaded
 
-    assert autocheckpoint() == 1000
-    replicated = autocheckpoint(sqlite_replica_url=f"file://{tmp_path}/replica")
-    assert replicated == REPLICATED_WAL_AUTOCHECKPOINT
+    assert served() == (WAL_AUTOCHECKPOINT_PAGES, True)
+    replicated = served(sqlite_replica_url=f"file://{tmp_path}/replica")
+    assert replicated == (WAL_AUTOCHECKPOINT_PAGES, False)

@@ -22,14 +22,15 @@ from src.database.deadline import DeadlineWatchdog
 # Providers drop idle connections (Neon after 5 minutes, some proxies sooner); recycle first.
 POOL_RECYCLE_SECONDS = 240
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# Litestream checkpoints a file it replicates itself, from 1000 WAL pages (0.5.17's
-# DefaultMinCheckpointPageN), while it holds a read transaction so that the WAL cannot
-# be reset under it. SQLite's own auto-checkpoint at its 1000 pages then ran inside
-# nearly every COMMIT, on the event loop, copying pages it could mostly not free: 10%
-# fewer creates with the replica on than off (bench.replication). Litestream's
-# documentation (docs/SQLITE_INTERNALS.md) suggests 10000 instead: the app's own
-# checkpoints stay as a backstop for a WAL Litestream is not keeping small.
-REPLICATED_WAL_AUTOCHECKPOINT = 10000
+# A WAL file's checkpoints happen off the event loop: Litestream's, for a file it
+# replicates (from 1000 WAL pages, 0.5.17's DefaultMinCheckpointPageN, while it holds a
+# read transaction so that the WAL cannot be reset under it), or src.database.
+# checkpointer's thread for the file the app serves. SQLite's own auto-checkpoint at its
+# default 1000 pages ran inside nearly every few-hundredth COMMIT, on the event loop, and
+# with Litestream copied pages it could mostly not free: 10% fewer creates with the replica
+# on than off (bench.replication). Litestream's documentation (docs/SQLITE_INTERNALS.md)
+# suggests 10000: the connection's own checkpoint stays as a backstop.
+WAL_AUTOCHECKPOINT_PAGES = 10000
 # Execution option telling the SQLite begin hook to take the write lock up front.
 SQLITE_WRITE = "todo_sqlite_write"
 
@@ -40,14 +41,12 @@ def create_database_engine(
     *,
     mysql_ssl_mode: str | None = None,
     probe: bool = False,
-    replicated: bool = False,
 ) -> Engine:
     """The engine for `url`. `probe=True`: no pool (each connect is a fresh connection,
-    closed after use), for telling whether the server answers at all. `replicated`: an
-    SQLite file Litestream replicates, which checkpoints it (REPLICATED_WAL_AUTOCHECKPOINT)."""
+    closed after use), for telling whether the server answers at all."""
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, settings, replicated=replicated)
+        return _sqlite_engine(url, settings)
     if backend == "postgresql":
         return _postgresql_engine(url, settings, probe)
     if backend in ("mysql", "mariadb"):
@@ -156,7 +155,7 @@ def _mysql_ssl_context(mode: str, query: Any) -> ssl.SSLContext:
     return context
 
 
-def _sqlite_engine(url: URL, settings: Settings, *, replicated: bool) -> Engine:
+def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     in_memory = url.query.get("mode") == "memory" or url.database in (None, "", ":memory:")
     options: dict[str, Any] = {"echo": settings.database_echo}
     if in_memory:
@@ -188,7 +187,7 @@ def _sqlite_engine(url: URL, settings: Settings, *, replicated: bool) -> Engine:
         },
         **options,
     )
-    _install_sqlite_hooks(engine, wal=not in_memory, replicated=replicated)
+    _install_sqlite_hooks(engine, wal=not in_memory)
     if in_memory:
         _keep_memory_database_alive(engine, url)
     return engine
@@ -202,7 +201,7 @@ def _keep_memory_database_alive(engine: Engine, url: URL) -> None:
     event.listen(engine, "engine_disposed", lambda _engine: keeper.close())
 
 
-def _install_sqlite_hooks(engine: Engine, *, wal: bool, replicated: bool) -> None:
+def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
@@ -211,8 +210,7 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool, replicated: bool) -> Non
             if wal:
                 _enable_wal(cursor)
                 cursor.execute("PRAGMA synchronous=NORMAL")
-                if replicated:
-                    cursor.execute(f"PRAGMA wal_autocheckpoint={REPLICATED_WAL_AUTOCHECKPOINT}")
+                cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

@@ -28,11 +28,13 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
+from src.database.checkpointer import Checkpointer
 from src.database.concurrency import gate_for
 from src.database.engine import SQLITE_WRITE
 
@@ -60,8 +62,13 @@ class Contended(Deferred):
 class InlineSqlite:
     """The loop's two connections to one SQLite file: one that reads, one that writes."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, checkpoint: bool = True) -> None:
+        """`checkpoint`: run the file's WAL checkpoints in a thread (src.database.
+        checkpointer); False when Litestream checkpoints it."""
         self.engine = engine
+        self._checkpointer = (
+            Checkpointer(Path(engine.url.database)) if checkpoint and engine.url.database else None
+        )
         self._writer = gate_for(engine).writer
         self._connections: dict[bool, Connection] = {}
         self._deadline = math.inf
@@ -118,6 +125,8 @@ class InlineSqlite:
             delay = min(delay * 2, _RETRY_MAX)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         # Discarded, not returned to the pool: with busy_timeout=0 and the progress
         # handler, a thread that took one from the pool would fail at the first lock.
         for connection in self._connections.values():

@@ -277,7 +277,11 @@ class DatabaseManager:
 
     def serve(self, engine: Engine, *, primary: bool, outcome: Ready) -> None:
         """Start answering data requests from `engine`."""
-        inline = InlineSqlite(engine) if _sqlite_file(engine) else None
+        inline = (
+            InlineSqlite(engine, checkpoint=not self.fallback.replicating)
+            if _sqlite_file(engine)
+            else None
+        )
         loop_engine = None
         if engine.url.get_backend_name() == "postgresql":
             # Imported here: SQLAlchemy's asyncio layer is start-up time SQLite never needs.
