@@ -23,14 +23,20 @@ from src.database.deadline import DeadlineWatchdog
 POOL_RECYCLE_SECONDS = 240
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A WAL file's checkpoints happen off the event loop: Litestream's, for a file it
-# replicates (from 1000 WAL pages, 0.5.17's DefaultMinCheckpointPageN, while it holds a
-# read transaction so that the WAL cannot be reset under it), or src.database.
-# checkpointer's thread for the file the app serves. SQLite's own auto-checkpoint at its
-# default 1000 pages ran inside nearly every few-hundredth COMMIT, on the event loop, and
-# with Litestream copied pages it could mostly not free: 10% fewer creates with the replica
-# on than off (bench.replication). Litestream's documentation (docs/SQLITE_INTERNALS.md)
+# replicates, or src.database.checkpointer's thread for the file the app serves. SQLite's
+# own auto-checkpoint at its default 1000 pages ran inside nearly every few-hundredth
+# COMMIT, on the event loop; Litestream's documentation (docs/SQLITE_INTERNALS.md)
 # suggests 10000: the connection's own checkpoint stays as a backstop.
 WAL_AUTOCHECKPOINT_PAGES = 10000
+# A file Litestream replicates is checkpointed by Litestream (0.5.17: PASSIVE from 1000
+# WAL pages at each monitor tick, TRUNCATE from 121 359) while it holds a read transaction
+# between its checkpoints, so a connection's own checkpoint can free nothing there and
+# only lengthens the COMMIT that runs it — each COMMIT once the WAL is past the limit,
+# which a create load crosses between two of Litestream's once-a-second checkpoints (12-15
+# thousand pages a second here): creates with the replica on went from 0.85 to 0.97 of
+# off with this backstop instead of 10000 (bench.replication, three A-B-B-A runs each).
+# The backstop is Litestream's own TRUNCATE threshold: reached only when it is not running.
+LITESTREAM_WAL_AUTOCHECKPOINT_PAGES = 121_359
 # Execution option telling the SQLite begin hook to take the write lock up front.
 SQLITE_WRITE = "todo_sqlite_write"
 
@@ -41,12 +47,14 @@ def create_database_engine(
     *,
     mysql_ssl_mode: str | None = None,
     probe: bool = False,
+    litestream: bool = False,
 ) -> Engine:
     """The engine for `url`. `probe=True`: no pool (each connect is a fresh connection,
-    closed after use), for telling whether the server answers at all."""
+    closed after use), for telling whether the server answers at all. `litestream=True`:
+    a SQLite file Litestream replicates (and so checkpoints)."""
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, settings)
+        return _sqlite_engine(url, settings, litestream)
     if backend == "postgresql":
         return _postgresql_engine(url, settings, probe)
     if backend in ("mysql", "mariadb"):
@@ -155,7 +163,7 @@ def _mysql_ssl_context(mode: str, query: Any) -> ssl.SSLContext:
     return context
 
 
-def _sqlite_engine(url: URL, settings: Settings) -> Engine:
+def _sqlite_engine(url: URL, settings: Settings, litestream: bool) -> Engine:
     in_memory = url.query.get("mode") == "memory" or url.database in (None, "", ":memory:")
     options: dict[str, Any] = {"echo": settings.database_echo}
     if in_memory:
@@ -187,7 +195,13 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
         },
         **options,
     )
-    _install_sqlite_hooks(engine, wal=not in_memory)
+    _install_sqlite_hooks(
+        engine,
+        wal=not in_memory,
+        autocheckpoint=(
+            LITESTREAM_WAL_AUTOCHECKPOINT_PAGES if litestream else WAL_AUTOCHECKPOINT_PAGES
+        ),
+    )
     if in_memory:
         _keep_memory_database_alive(engine, url)
     return engine
@@ -201,7 +215,7 @@ def _keep_memory_database_alive(engine: Engine, url: URL) -> None:
     event.listen(engine, "engine_disposed", lambda _engine: keeper.close())
 
 
-def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
+def _install_sqlite_hooks(engine: Engine, *, wal: bool, autocheckpoint: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
@@ -210,7 +224,7 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
             if wal:
                 _enable_wal(cursor)
                 cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+                cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

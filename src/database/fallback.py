@@ -109,7 +109,7 @@ class FallbackRunner:
     async def _open(self, location: SqliteLocation, primary_configured: bool) -> None:
         manager = self.manager
         status = manager.status
-        engine = create_database_engine(location.url, manager.settings)
+        engine = create_database_engine(location.url, manager.settings, litestream=self.replicating)
         outcome = await manager.policy.attempt(engine)
         if isinstance(outcome, Ready):
             if await self._mark(engine, primary_configured):
