@@ -2,11 +2,12 @@
 long a wiped host takes to get 100 000 tasks back.
 
     python -m bench.replication                    # file and S3 replicas, 6 s legs
-    python -m bench.replication --replica s3 --tasks 100000 --duration 10
+    python -m bench.replication --replica s3 --tasks 100000 --duration 10 --rounds 3
 
 Throughput: the app (one worker, 32 connections, wrk on the same machine) creating tasks
-on its SQLite file, legs in the order off, on, on, off for each replica kind so that
-drift cancels; every leg starts on a fresh data directory (and a fresh replica) so none
+on its SQLite file, legs in the order off, on, on, off (repeated --rounds times) for each
+replica kind so that drift cancels; the ratio is over all legs, and each round's own is
+shown too; every leg starts on a fresh data directory (and a fresh replica) so none
 inherits another's file, and warms up for 2 s first. Replication runs with the product's
 defaults (SQLITE_REPLICA_SYNC_INTERVAL=1 s); the S3 replica is moto_server on loopback,
 so the network is not in the figure, Litestream's own work is.
@@ -85,12 +86,17 @@ def base_env(home: Path) -> dict[str, str]:
 
 
 def create_throughput(
-    kinds: list[str], fresh: dict[str, Any], scratch: Path, duration: int, connections: int
+    kinds: list[str],
+    fresh: dict[str, Any],
+    scratch: Path,
+    duration: int,
+    connections: int,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for kind in kinds:
         runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-        for leg in ("off", "on", "on", "off"):
+        for leg in ("off", "on", "on", "off") * rounds:
             data = scratch / f"data-{uuid.uuid4().hex[:8]}"
             env = {**base_env(scratch), "SQLITE_PATH": str(data / "todo.db")}
             if leg == "on":
@@ -115,6 +121,16 @@ def create_throughput(
             for leg, samples in runs.items()
         }
         row["ratio"] = round(row["on"]["rps"] / row["off"]["rps"], 3)
+        # Each A-B-B-A round's own ratio: on this shared machine one round alone
+        # varies by several percent either way.
+        row["round_ratios"] = [
+            round(
+                (runs["on"][2 * i]["rps"] + runs["on"][2 * i + 1]["rps"])
+                / (runs["off"][2 * i]["rps"] + runs["off"][2 * i + 1]["rps"]),
+                3,
+            )
+            for i in range(rounds)
+        ]
         results[kind] = row
     return results
 
@@ -184,17 +200,19 @@ def restore_time(kind: str, fresh: dict[str, Any], scratch: Path, count: int) ->
     }
 
 
-def render(throughput: dict[str, Any], restores: dict[str, Any], duration: int) -> str:
+def render(throughput: dict[str, Any], restores: dict[str, Any], duration: int, rounds: int) -> str:
     lines = [
-        f"Create throughput, replication off vs on (A-B-B-A, {duration} s legs, 32 connections):",
-        "| replica | off req/s | on req/s | on/off | off p99 ms | on p99 ms | errors "
-        "| RSS MB off / on |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Create throughput, replication off vs on ({rounds} x A-B-B-A, {duration} s legs, "
+        "32 connections):",
+        "| replica | off req/s | on req/s | on/off | per round | off p99 ms | on p99 ms "
+        "| errors | RSS MB off / on |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, row in throughput.items():
         off, on = row["off"], row["on"]
         lines.append(
             f"| {kind} | {off['rps']:.0f} | {on['rps']:.0f} | {row['ratio']:.2f} "
+            f"| {' '.join(f'{r:.2f}' for r in row['round_ratios'])} "
             f"| {off['p99_ms']:.1f} | {on['p99_ms']:.1f} | {off['errors']} / {on['errors']} "
             f"| {off['rss_mb']:.0f} / {on['rss_mb']:.0f} |"
         )
@@ -212,6 +230,7 @@ def main() -> int:
     parser.add_argument("--replica", choices=["file", "s3", "both"], default="both")
     parser.add_argument("--duration", type=int, default=6, help="seconds per leg")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="A-B-B-A rounds per replica")
     parser.add_argument("--tasks", type=int, default=100_000, help="tasks to restore (0: skip)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -221,7 +240,9 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="todo-bench-replication-"))
     try:
         with replicas(kinds, scratch) as fresh:
-            throughput = create_throughput(kinds, fresh, scratch, args.duration, args.connections)
+            throughput = create_throughput(
+                kinds, fresh, scratch, args.duration, args.connections, args.rounds
+            )
             restores = (
                 {kind: restore_time(kind, fresh, scratch, args.tasks) for kind in kinds}
                 if args.tasks
@@ -234,7 +255,7 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     record = {"throughput": throughput, "restore": restores}
     (out / f"replication-{stamp}.json").write_text(json.dumps(record, indent=2))
-    print(render(throughput, restores, args.duration))
+    print(render(throughput, restores, args.duration, args.rounds))
     return 0
 
 
