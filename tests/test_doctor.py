@@ -79,6 +79,27 @@ def test_persistence_describes_the_primary_when_it_will_be_used(tmp_path: Path) 
     assert "fallback:   none (DATABASE_FALLBACK=never)" in _text(tmp_path, **never)
 
 
+def test_a_replicated_sqlite_file_is_described_by_its_replica(tmp_path: Path) -> None:
+    """A file in the temp dir (a Space's disk) survives restarts through its replica; an
+    invalid replica URL protects nothing, so the file's own facts stand."""
+    replica = f"file://{tmp_path}/replica"
+    code, report, _ = doctor(
+        tmp_path, SQLITE_PATH=str(tmp_path / "t.db"), SQLITE_REPLICA_URL=replica
+    )
+    assert code == 1 and report["sqlite_role"] == "database"
+    assert report["persistent"] is True
+    assert report["persistence_note"].startswith(f"Replicated to {replica} every 1 s")
+    assert "temporary directory" not in report["persistence_note"]
+
+    invalid = "s3://bucket/x?bogus=1"
+    code, report, _ = doctor(
+        tmp_path, SQLITE_PATH=str(tmp_path / "t.db"), SQLITE_REPLICA_URL=invalid
+    )
+    assert report["persistent"] is False
+    assert "temporary directory" in report["persistence_note"]
+    assert report["replication"]["errors"]
+
+
 def test_a_sqlite_primary_is_described_as_the_file_it_is(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'primary.db'}"
     code, report, _ = doctor(tmp_path, DATABASE_URL=url)

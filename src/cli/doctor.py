@@ -73,6 +73,15 @@ def diagnose(settings: Settings, *, connect: bool) -> dict[str, Any]:
     elif would_fall_back:
         persistent, persistence_note = location.persistent, location.persistence_note
         sqlite_role = "database"
+        replica = replica_config(settings)
+        if replica is not None and replica.valid and location.path is not None:
+            # The disk may be wiped: the replica brings the file back at start.
+            persistent = True
+            persistence_note = (
+                f"Replicated to {replica.masked_url} every {replica.sync_interval:g} s and "
+                "restored from it when the file is missing at start, so tasks survive "
+                "restarts; a crash can lose the last seconds of writes."
+            )
     return {
         "source": source,
         "backend": resolution.backend,
