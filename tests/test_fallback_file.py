@@ -225,3 +225,60 @@ def test_the_fallbacks_own_file_has_its_own_replica(
             assert [t["title"] for t in listed] == ["during the outage"]
     finally:
         stoppable_cluster.start()
+
+
+def test_a_fallback_only_its_replica_holds_moves_at_the_next_start(
+    tmp_path: Path, stoppable_cluster: PgCluster
+) -> None:
+    """The host's disk was wiped (a Space's restart) before the primary came back: the
+    fallback's tasks come back from its replica and move into the primary before it
+    serves; the replica then holds the hand-over, so the next wiped start moves nothing
+    and a task deleted in the primary stays deleted."""
+    database = stoppable_cluster.new_database("todo_replica_leftovers")
+    url = stoppable_cluster.url(database)
+    replica = {"sqlite_replica_url": f"file://{tmp_path}/replica"}
+    stoppable_cluster.stop()
+    try:
+        with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+            assert wait_ready(client)["fallback_active"] is True
+            _create(client, "during the outage")
+            _create(client, "deleted later")
+    finally:
+        stoppable_cluster.start()
+    _wipe(tmp_path)
+    with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+        report = wait_ready(client)
+        assert report["connection_state"] == "PRIMARY_CONNECTED"
+        assert "moved 2 task(s)" in report["promotion"]  # before the first task request
+        listed = client.get("/api/alice/tasks", headers=ALICE).json()
+        assert sorted(t["title"] for t in listed) == ["deleted later", "during the outage"]
+        gone = next(t["id"] for t in listed if t["title"] == "deleted later")
+        assert client.delete(f"/api/alice/tasks/{gone}", headers=ALICE).status_code == 204
+    _wipe(tmp_path)
+    with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+        report = wait_ready(client)
+        assert report["connection_state"] == "PRIMARY_CONNECTED"
+        assert report["promotion"] is None
+    assert _primary_titles(stoppable_cluster, database) == ["during the outage"]
+
+
+def test_an_unreadable_replica_does_not_keep_the_primary_from_serving(
+    tmp_path: Path, stoppable_cluster: PgCluster, refused_port: int
+) -> None:
+    database = stoppable_cluster.new_database("todo_replica_refused")
+    bucket = f"s3://bucket/todo?endpoint=http://127.0.0.1:{refused_port}&region=us-east-1"
+    replica = {
+        "sqlite_replica_url": bucket,
+        "aws_access_key_id": "key",
+        "aws_secret_access_key": "secret",
+    }
+    with running_app(_settings(tmp_path, stoppable_cluster.url(database), **replica)) as (
+        _,
+        client,
+    ):
+        report = wait_ready(client)
+        assert report["connection_state"] == "PRIMARY_CONNECTED"
+        assert report["promotion"] is None
+        _create(client, "on the primary")
+    assert _primary_titles(stoppable_cluster, database) == ["on the primary"]
+    assert not (tmp_path / "todo.db").exists()  # nothing restored, nothing created

@@ -21,7 +21,7 @@ never emptied into it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -59,6 +59,8 @@ class PromotionReport:
     deleted: int = 0  # deleted in the fallback, and so in the primary too
     # The fallback had no tasks table: another worker had handed it over already.
     earlier: bool = False
+    # This move handed the fallback over (dropped its tasks table).
+    handed_over: bool = False
 
     def describe(self) -> str:
         if self.earlier:
@@ -97,7 +99,7 @@ def move_tasks(
                     return PromotionReport()
                 report, conflicts = _copy(source, primary)
                 _hand_over(source, primary_url, conflicts)
-                return report
+                return replace(report, handed_over=True)
         except BaseException:
             # Not back into the pool: whatever state the failure left it in (a snapshot
             # held by a cursor, say), requests must not inherit it.

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import logging
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from src.database.engine import create_database_engine
@@ -176,33 +177,68 @@ class Switchover:
     async def merge_leftovers(self, primary: Engine) -> None:
         """Before serving `primary`: tasks that a fallback for this same primary kept from
         an earlier run are moved in first (from the app's SQLite file, or the fallback's
-        own file beside it; only files that exist: nothing is created here)."""
+        own file beside it). A file that is not on this disk is restored from its replica
+        first, when one is configured (src.database.replica_leftovers); otherwise only
+        files that exist are looked at: nothing is created here."""
         manager = self.manager
         url = manager.primary_url
         location = await asyncio.to_thread(manager.sqlite_location)
         if url is None or location.path is None:
             return
         from src.database import fallback_file  # only where a SQLite file may be left
+        from src.replication import replica_config
+
+        files = [
+            (location.path, replica_config(manager.settings)),
+            (
+                fallback_file.own_file(location.path, url),
+                replica_config(manager.settings, beside=fallback_file.sibling_suffix(url)),
+            ),
+        ]
+        for path, replica in files:
+            if replica is None or not replica.valid:
+                if path.is_file():
+                    await self._merge_file(primary, path)
+                continue
+            from src.database import replica_leftovers
+
+            try:
+                async with replica_leftovers.turn(path):
+                    here = await asyncio.to_thread(
+                        replica_leftovers.restore_if_missing, replica, path
+                    )
+                    if here and await self._merge_file(primary, path):
+                        await asyncio.to_thread(replica_leftovers.ship, replica, path)
+            except OSError:
+                logger.warning(
+                    "An earlier fallback's file %s could not be looked at", path, exc_info=True
+                )
+
+    async def _merge_file(self, primary: Engine, path: Path) -> bool:
+        """Move the tasks of the fallback file `path` (if it is one for this primary) into
+        `primary`; True when this handed the file over (so the file changed)."""
+        manager = self.manager
+        url = manager.primary_url
+        assert url is not None
         from src.database.promotion import move_tasks
 
-        for path in (location.path, fallback_file.own_file(location.path, url)):
-            if not path.is_file():
-                continue
-            fallback = create_database_engine(
-                dataclasses.replace(location, path=path).url, manager.settings
+        location = await asyncio.to_thread(manager.sqlite_location)
+        fallback = create_database_engine(
+            dataclasses.replace(location, path=path).url, manager.settings
+        )
+        try:
+            report: PromotionReport = await asyncio.to_thread(
+                partial(move_tasks, fallback, primary, url, only_if_marked=True)
             )
-            try:
-                report: PromotionReport = await asyncio.to_thread(
-                    partial(move_tasks, fallback, primary, url, only_if_marked=True)
-                )
-            except Exception:
-                logger.exception("Moving an earlier fallback's tasks into the primary failed")
-                continue
-            finally:
-                await asyncio.to_thread(fallback.dispose)
-            if report.seen:
-                manager.status.promotion = report.describe()
-                logger.info("Moved an earlier fallback's tasks: %s", report.describe())
+        except Exception:
+            logger.exception("Moving an earlier fallback's tasks into the primary failed")
+            return False
+        finally:
+            await asyncio.to_thread(fallback.dispose)
+        if report.seen:
+            manager.status.promotion = report.describe()
+            logger.info("Moved an earlier fallback's tasks: %s", report.describe())
+        return report.handed_over
 
 
 async def _drained(engine: Engine) -> None:
