@@ -11,11 +11,13 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from src.api.dependencies import DatabaseDep
 from src.application import create_app
+from src.config.settings import LIBPQ_SOURCE
 from tests.conftest import make_settings, wait_ready, wait_until
 from tests.pgcluster import PgCluster
 
@@ -76,5 +78,40 @@ def test_postgres_stopped_mid_run_gives_fast_503_and_recovers(
                 "PRIMARY_CONNECTED"
             )
             assert client.get("/ready").status_code == 200
+    finally:
+        stoppable_cluster.start()
+
+
+def test_a_request_failure_names_the_settings_the_url_came_from(
+    tmp_path: Path, stoppable_cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Configured with libpq's PG* variables, a request's failure sends the operator to
+    them, not to a DATABASE_URL they never set."""
+    database = stoppable_cluster.new_database("todo_outage_pg")
+    settings = make_settings(
+        tmp_path,
+        pghost="127.0.0.1",
+        pgport=str(stoppable_cluster.port),
+        pguser="postgres",
+        pgdatabase=database,
+        database_connect_timeout=2,
+    )
+    app = create_app(settings)
+
+    @app.get("/probe/db")
+    async def probe(db: DatabaseDep) -> dict[str, int]:
+        one = await db.read(lambda c: c.execute(text("select 1")).scalar_one())
+        return {"one": int(one)}
+
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert wait_ready(client)["primary_source"] == LIBPQ_SOURCE
+            stoppable_cluster.stop("fast")
+            caplog.clear()
+            assert client.get("/probe/db").status_code == 503
+        failed = [r.getMessage() for r in caplog.records if "request failed" in r.getMessage()]
+        assert failed, caplog.text
+        assert all("PGHOST and PGPORT" in line for line in failed), failed
+        assert not any("DATABASE_URL" in line for line in failed), failed
     finally:
         stoppable_cluster.start()

@@ -12,7 +12,7 @@ fixed phrases libpq and the server use are matched.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from sqlalchemy import exc as sa_exc
@@ -129,6 +129,15 @@ def classify(
     if timed_out(exc) and kind in (FailureKind.OTHER, FailureKind.UNREACHABLE):
         kind = FailureKind.TIMEOUT
     return Failure(kind, sanitize(_first_lines(exc), url), _hint(kind, url, on_space, source))
+
+
+def for_source(failure: Failure, url: URL | None, *, on_space: bool, source: str) -> Failure:
+    """`failure` with the hint `classify` gives when it knows where `url` came from: a
+    request's failure is classified where only the engine is known, and would send the
+    operator to DATABASE_URL when they set the PG* variables."""
+    if failure.kind is FailureKind.CONNECTION_LOST:
+        return failure  # its hint names no setting
+    return replace(failure, hint=_hint(failure.kind, url, on_space, source))
 
 
 def connection_lost(exc: BaseException, url: URL | None) -> Failure:

@@ -29,7 +29,7 @@ from src.config.settings import Settings
 from src.core.redaction import redactor
 from src.database.engine import checkpoint_sqlite, create_database_engine
 from src.database.errors import DatabaseBusy, DatabaseStarting, DatabaseUnavailable
-from src.database.failures import Failure
+from src.database.failures import Failure, for_source
 from src.database.fallback import FallbackRunner
 from src.database.inline import InlineSqlite
 from src.database.migrations import upgrade_to_head
@@ -150,6 +150,13 @@ class DatabaseManager:
 
     def connection_failed(self, failure: Failure) -> None:
         """A request could not use the primary, even on a fresh connection: confirm."""
+        if not self.status.using_fallback:
+            failure = for_source(
+                failure,
+                self.resolution.url,
+                on_space=self.settings.on_space,
+                source=self.resolution.source,
+            )
         self.status.last_failure = failure
         logger.warning("A database request failed: %s", failure.describe())
         self._probe_soon()
