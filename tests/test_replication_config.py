@@ -125,6 +125,34 @@ def test_parsing_never_raises_and_never_shows_the_password(
         assert f":{quote(password, safe='')}@" not in error
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    secret=st.text(alphabet=st.characters(codec="ascii", categories=["L", "N"]), min_size=8),
+    where=st.sampled_from(["endpoint", "option", "fragment"]),
+    key=st.sampled_from(["access-key-id", "secret-access-key", "token", "x"]),
+)
+def test_a_secret_in_the_query_is_never_shown(secret: str, where: str, key: str) -> None:
+    """Keys pasted into the endpoint's userinfo or as options of their own: refused, and
+    masked in the refusal, in `masked_url` and everywhere these are printed."""
+    secret = f"Zq9{secret}"  # never a word of the messages themselves
+    query = {
+        "endpoint": f"endpoint=https://AKIA:{secret}@minio.example:9000&region=auto",
+        "option": f"endpoint=https://minio.example:9000&{key}={secret}",
+        "fragment": f"endpoint=https://minio.example:9000#{secret}",
+    }[where]
+    raw = f"s3://bucket/todo?{query}"
+    config = replica_config(_settings(sqlite_replica_url=raw))
+    assert config is not None
+    shown = " ".join([config.masked_url, *config.errors, *config.warnings, mask(raw)])
+    assert secret not in shown
+    assert "minio.example:9000" in config.masked_url  # the endpoint's host stays visible
+
+
+def test_the_known_options_stay_visible() -> None:
+    raw = "s3://bucket/todo?endpoint=https://minio.example:9000&region=auto&forcePathStyle=true"
+    assert mask(raw) == raw
+
+
 def test_credentials_come_from_settings_in_litestreams_order() -> None:
     both = replica_config(
         _settings(
@@ -250,3 +278,23 @@ def test_a_file_beside_the_database_replicates_beside_its_replica(url: str, expe
     assert replica_url.beside(url, "-f") == expected
     # The derived URL is as valid as the configured one.
     assert replica_url.parse(expected)[1] == replica_url.parse(url)[1]
+
+
+@pytest.mark.parametrize("detail", ["full", "minimal"])
+def test_a_refused_replica_url_shows_no_key_in_the_app(
+    tmp_path: Path, detail: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.conftest import make_settings, running_app, wait_state
+
+    raw = (
+        "s3://bucket/todo?endpoint=https://AKIAQQQ:SecretInEndpoint@127.0.0.1:9"
+        "&secret-access-key=SecretAsOption"
+    )
+    settings = make_settings(tmp_path, sqlite_replica_url=raw, status_detail=detail)
+    with running_app(settings) as (_, client):
+        wait_state(client, "CONNECTION_ERROR")
+        shown = client.get("/config/database").text + client.get("/").text
+        shown += client.get("/ready").text
+    shown += caplog.text
+    assert "SecretInEndpoint" not in shown and "SecretAsOption" not in shown
+    assert "AKIAQQQ" not in shown

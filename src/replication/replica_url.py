@@ -66,7 +66,9 @@ def clean(raw: str) -> str:
 
 
 def mask(raw: str) -> str:
-    """The URL with any userinfo replaced by `***` (for display; never raises)."""
+    """The URL for display: userinfo replaced by `***`, and so is every query value but
+    the known non-secret options' (an endpoint keeps its host, not its userinfo) and
+    any fragment. Never raises."""
     value = clean(raw)[:_MAX_LEN]
     match = re.match(r"^([A-Za-z][\w+.-]*://)([^/?#]*)(.*)$", value, re.S)
     if match is None:
@@ -76,7 +78,33 @@ def mask(raw: str) -> str:
         user_host = authority.rsplit("@", 1)
         keep = user_host[0].split(":", 1)[0] if scheme.lower().startswith("abs") else MASK
         authority = f"{keep if keep else MASK}@{user_host[1]}"
-    return scheme + authority + rest
+    rest, hash_mark, fragment = rest.partition("#")
+    path, question_mark, query = rest.partition("?")
+    if question_mark:
+        path += "?" + "&".join(_mask_option(item) for item in query.split("&"))
+    if hash_mark:
+        path += "#" + (MASK if fragment else "")
+    return scheme + authority + path
+
+
+# Shown as they are: none of them can hold a secret.
+_SHOWN_OPTIONS = (_S3_BOOL_OPTIONS | _S3_INT_OPTIONS | _S3_TEXT_OPTIONS) - {"endpoint"}
+
+
+def _mask_option(item: str) -> str:
+    key, equals, value = item.partition("=")
+    name = unquote(key)
+    if not equals or name in _SHOWN_OPTIONS:
+        return item
+    if name == "endpoint":
+        decoded = unquote(value)
+        if "@" not in decoded:
+            return item
+        host = decoded.rsplit("@", 1)[1]
+        prefix = decoded.split("://", 1)[0] + "://" if "://" in decoded else ""
+        return f"{key}={prefix}{MASK}@{host}"
+    # Anything else may be a credential pasted as an option (access-key-id=…).
+    return f"{key}={MASK}"
 
 
 def parse(raw: str) -> tuple[ReplicaURL | None, list[str]]:
