@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import SPECIAL_PASSWORD, SPECIAL_USER
 from tests.server import ROOT, clean_env
 
@@ -255,3 +257,10 @@ def test_a_reader_that_closes_early_ends_the_command_quietly(tmp_path: Path) -> 
     )
     assert len(pipeline.stdout.splitlines()) == 3
     assert "Traceback" not in pipeline.stderr, pipeline.stderr
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_url_creates_no_file(tmp_path: Path, url: str) -> None:
+    code, report, _ = doctor(tmp_path, "--connect", DATABASE_URL=url)
+    assert code == 0 and report["connect"]["ok"] is True
+    assert {p.name for p in tmp_path.iterdir()} <= {"home"}

@@ -202,7 +202,10 @@ def _sqlite_engine(url: URL, settings: Settings, litestream: bool) -> Engine:
             LITESTREAM_WAL_AUTOCHECKPOINT_PAGES if litestream else WAL_AUTOCHECKPOINT_PAGES
         ),
     )
-    if in_memory:
+    if in_memory and (url.database or "").startswith("file:"):
+        # Only a named shared-cache database outlives a connection; `sqlite://` and
+        # `:memory:` are private to their one pooled connection (and opening them by
+        # name here would create files called "None?" or ":memory:?").
         _keep_memory_database_alive(engine, url)
     return engine
 
