@@ -207,3 +207,34 @@ def test_sqlite_that_never_stood_in_for_this_primary_is_left_alone(
         assert client.get("/config/database").json()["promotion"] is None
     assert _primary_titles(stoppable_cluster, database) == []
     assert _sqlite_count(tmp_path / "todo.db") == 1
+
+
+def test_a_database_created_after_the_start_is_taken_up(
+    tmp_path: Path, stoppable_cluster: PgCluster
+) -> None:
+    """The server answers but the database does not exist yet (the operator creates it
+    after deploying): the app serves from SQLite meanwhile, then moves its tasks into the
+    new database and switches, without a restart."""
+    name = "todo_created_later"
+    url = stoppable_cluster.url(name)
+    settings = make_settings(
+        tmp_path,
+        database_url=url,
+        better_auth_secret=TEST_SECRET,
+        database_startup_retries=0,
+        database_connect_timeout=2,
+        database_retry_delay_ms=100,
+    )
+    with running_app(settings) as (_, client):
+        report = wait_ready(client)
+        assert report["fallback_active"] is True
+        assert report["last_error_kind"] == "database_missing"
+        created = client.post(
+            "/api/alice/tasks", json={"title": "before the database"}, headers=bearer("alice")
+        )
+        assert created.status_code == 201
+        with psycopg.connect(stoppable_cluster.admin_url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        wait_state(client, "PRIMARY_CONNECTED", timeout=60)
+        assert "moved 1 task(s)" in client.get("/config/database").json()["promotion"]
+    assert _primary_titles(stoppable_cluster, name) == ["before the database"]

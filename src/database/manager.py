@@ -36,7 +36,7 @@ from src.database.migrations import upgrade_to_head
 from src.database.primary_in_use import PrimaryInUse
 from src.database.resolver import Resolution, describe_server, resolve_database_url
 from src.database.sqlite_locator import SqliteLocation, locate_for
-from src.database.startup import Ready, Refused, StartupPolicy, Unreachable, Unusable
+from src.database.startup import Ready, Refused, StartupPolicy, Unusable
 from src.database.state import CONNECTED, DECIDING, ConnectionState, DatabaseStatus
 from src.database.switchover import Switchover
 from src.database.transactions import Database
@@ -249,8 +249,9 @@ class DatabaseManager:
             )
             logger.warning("Falling back to SQLite: %s", self.status.fallback_reason)
             await self.fallback.start_if_allowed(primary_configured=True)
-            if isinstance(outcome, Unreachable):
-                self.spawn(self.switchover.watch_primary())
+            # Refused too (a database not created yet, a role not granted yet): the
+            # operator can fix it on the server, and the fallback must not outlive that.
+            self.spawn(self.switchover.watch_primary(refused=isinstance(outcome, Refused)))
             return
         # The policy keeps us on the primary: retry in the background, fail fast meanwhile.
         self.status.transition(ConnectionState.PRIMARY_UNAVAILABLE, failure.describe())

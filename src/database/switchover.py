@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _WATCH_DELAY_MAX = 30.0
+# The first pause before probing a primary that refused us.
+_REFUSED_DELAY = 5.0
 # How long a switch waits for units of work still running on the fallback.
 _DRAIN_SECONDS = 30.0
 # While on the fallback: how often to look whether another worker handed it over.
@@ -51,18 +53,20 @@ class Switchover:
         self._wake = asyncio.Event()
         self._watching = False
 
-    async def watch_primary(self) -> None:
-        """While serving in place of an unreachable primary: probe it; when it answers,
-        move the fallback's tasks into it and switch."""
+    async def watch_primary(self, *, refused: bool = False) -> None:
+        """While serving in place of the primary: probe it; when it can be used, move the
+        fallback's tasks into it and switch. `refused`: it answered and refused us (a
+        login, a database missing), so probes start slow — a server that bans clients
+        after failed logins must not see one every few hundred milliseconds."""
         self._watching = True
         try:
-            await self._watch_primary()
+            await self._watch_primary(refused)
         finally:
             self._watching = False
 
-    async def _watch_primary(self) -> None:
+    async def _watch_primary(self, refused: bool) -> None:
         manager = self.manager
-        delay = manager.settings.database_retry_delay_ms / 1000
+        delay = _REFUSED_DELAY if refused else manager.settings.database_retry_delay_ms / 1000
         while True:
             await self._pause(delay)
             delay = min(delay * 2, _WATCH_DELAY_MAX)
@@ -94,7 +98,7 @@ class Switchover:
                 manager.status.fallback_reason = (
                     f"The primary database could not be used ({outcome.failure.describe()})."
                 )
-                delay = max(delay, 5.0)
+                delay = max(delay, _REFUSED_DELAY)
 
     def note_handed_over(self) -> None:
         """Another worker moved the fallback's tasks into the primary: stop serving the
