@@ -207,7 +207,14 @@ async def _send(
     headers = list(_HEADERS)
     if status == 503:
         headers.append((b"retry-after", b"1"))
-    await _send_bytes(send, status, json.dumps(body).encode(), headers, scope, head=head)
+    await _send_bytes(
+        send,
+        status,
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+        headers,
+        scope,
+        head=head,
+    )
 
 
 async def _send_bytes(

@@ -117,7 +117,9 @@ def test_oversized_bodies_are_413(app_client: tuple[FastAPI, TestClient]) -> Non
         client.post("/api/alice/tasks", content=near, headers=headers), 400, "VALIDATION_ERROR"
     )
     # Unauthenticated oversized bodies are refused just the same.
-    assert client.post("/api/alice/tasks", content=big).status_code == 413
+    too_large = client.post("/api/alice/tasks", content=big)
+    assert too_large.status_code == 413
+    assert too_large.content.startswith(b'{"error":"')  # compact, as every error body
 
 
 def test_unexpected_errors_are_opaque_500s(

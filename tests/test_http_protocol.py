@@ -141,6 +141,8 @@ def test_an_oversized_head_is_refused_at_once_and_the_connection_closed(server: 
         response, closed_after = _read_until_closed(sock)
     status, body = _status_and_body(response)
     assert status == 431 and body["code"] == "REQUEST_HEADERS_TOO_LARGE"
+    # Written like the app's own error bodies (compact JSON), though made without it.
+    assert response.partition(b"\r\n\r\n")[2].startswith(b'{"error":"')
     assert b"connection: close" in response.lower()
     assert closed_after < 5  # the linger after a refusal is 2 s at most
     request_id = _assert_common_headers(response)

@@ -32,7 +32,9 @@ class ApiCORSMiddleware(CORSMiddleware):
         if response.status_code >= 400:
             refused = bytes(response.body).decode("utf-8", "replace")
             sentence = refusal_sentence(refused.removeprefix(_STARLETTE_REFUSAL), request_headers)
-            payload = json.dumps({"error": sentence, "code": CORS_NOT_ALLOWED}).encode()
+            payload = json.dumps(
+                {"error": sentence, "code": CORS_NOT_ALLOWED}, separators=(",", ":")
+            ).encode()
             response.body = payload
             response.headers["content-type"] = "application/json"
             response.headers["content-length"] = str(len(payload))

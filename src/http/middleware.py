@@ -148,7 +148,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], *, close: bool = False) -> None:
-    payload = json.dumps(body).encode()
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),

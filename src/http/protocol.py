@@ -220,7 +220,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _write_error(self, status: int, code: str, message: str, request_id: str) -> None:
-        body = json.dumps({"error": message, "code": code}).encode()
+        body = json.dumps({"error": message, "code": code}, separators=(",", ":")).encode()
         headers = [
             *self.server_state.default_headers,
             (b"content-type", b"application/json"),
