@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tests.conftest import SPECIAL_PASSWORD, SPECIAL_USER
 from tests.server import ROOT, clean_env
@@ -170,6 +171,28 @@ def test_a_refused_login_from_the_pg_variables_names_them(
     assert report["connect"]["kind"] == "authentication_failed"
     assert "check PGUSER and PGPASSWORD" in report["connect"]["error"]
     assert "DATABASE_URL" not in report["connect"]["error"] + report["fallback_reason"]
+
+
+def test_mysql_connect_errors_are_read_by_their_number(
+    tmp_path: Path, mysql_special_user: tuple[str, str], mysql_database: str
+) -> None:
+    user, password = mysql_special_user
+    base = "mysql://root@127.0.0.1:3306"
+    _, report, _ = doctor(tmp_path, "--connect", DATABASE_URL=f"{base}/todo_no_such_db_m")
+    assert report["connect"]["kind"] == "database_missing", report["connect"]
+    assert "create it or fix the database name" in report["connect"]["error"]
+
+    wrong = f"mysql://{user}:bad@127.0.0.1:3306/{mysql_database}"
+    _, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=wrong)
+    assert report["connect"]["kind"] == "authentication_failed", report["connect"]
+    assert user not in json.dumps(report) + stderr
+
+    # 1044: a real user, a database it has no rights on.
+    other = f"mysql://{quote(user)}:{quote(password, safe='')}@127.0.0.1:3306/mysql"
+    _, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=other)
+    assert report["connect"]["kind"] == "authentication_failed", report["connect"]
+    assert user not in json.dumps(report) + stderr
+    assert password not in json.dumps(report) + stderr
 
 
 def test_never_policy_means_no_database(tmp_path: Path) -> None:
