@@ -7,11 +7,15 @@ import os
 import pty
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from tests.conftest import SPECIAL_PASSWORD, SPECIAL_USER
+import psycopg
+import pytest
+
+from tests.conftest import PG_ADMIN, SPECIAL_PASSWORD, SPECIAL_USER
 from tests.server import ROOT, clean_env
 
 
@@ -193,6 +197,41 @@ def test_mysql_connect_errors_are_read_by_their_number(
     assert report["connect"]["kind"] == "authentication_failed", report["connect"]
     assert user not in json.dumps(report) + stderr
     assert password not in json.dumps(report) + stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["-c statement_timeout=abc", "-c todo_no_such_setting=1", "-c work_mem=1", "garbage"],
+)
+def test_a_setting_the_server_refuses_is_configuration_not_the_host(
+    tmp_path: Path, pg_url: str, options: str
+) -> None:
+    url = f"{pg_url}?options={quote(options, safe='')}"
+    _, report, _ = doctor(tmp_path, "--connect", DATABASE_URL=url)
+    assert report["connect"]["kind"] == "configuration", report["connect"]
+    error = report["connect"]["error"]
+    assert "options=-c name=value) in DATABASE_URL" in error
+    assert "host and port" not in error and "Supabase" not in error
+
+
+def test_a_login_the_server_refuses_is_authentication_not_the_host(
+    tmp_path: Path, pg_database: str
+) -> None:
+    role = f"todo_nl_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" NOLOGIN')
+        admin.execute(f'CREATE ROLE "{role}_c" LOGIN')
+        admin.execute(f'REVOKE CONNECT ON DATABASE "{pg_database}" FROM PUBLIC')
+    try:
+        for user in (role, f"{role}_c"):  # no LOGIN; no CONNECT privilege
+            url = f"postgresql://{user}@127.0.0.1:5432/{pg_database}"
+            _, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=url)
+            assert report["connect"]["kind"] == "authentication_failed", report["connect"]
+            assert user not in json.dumps(report) + stderr
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+            admin.execute(f'DROP ROLE IF EXISTS "{role}_c"')
 
 
 def test_never_policy_means_no_database(tmp_path: Path) -> None:

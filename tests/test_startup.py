@@ -180,6 +180,18 @@ def test_missing_database_is_reported(tmp_path: Path, pg_url: str) -> None:
     assert report["last_error_kind"] == "database_missing"
 
 
+def test_a_setting_the_server_refuses_is_a_configuration_error(tmp_path: Path, pg_url: str) -> None:
+    url = pg_url + "?options=-c%20statement_timeout%3Dabc"
+    settings = make_settings(tmp_path, database_url=url, database_startup_retries=3, **FAST)
+    with running_app(settings) as (_, client):
+        report = wait_ready(client)
+    assert report["last_error_kind"] == "configuration", report
+    assert "host and port" not in report["fallback_reason"]
+    assert "options=-c name=value" in report["fallback_reason"]
+    # The server answered: retrying the same setting cannot help.
+    assert report["connection_attempts_count"] == 2  # the primary once, then SQLite
+
+
 def test_tls_required_but_not_offered_is_a_tls_failure(tmp_path: Path, pg_url: str) -> None:
     # The machine's server has ssl=off.
     url = pg_url + "?sslmode=require"
