@@ -234,6 +234,30 @@ def test_a_login_the_server_refuses_is_authentication_not_the_host(
             admin.execute(f'DROP ROLE IF EXISTS "{role}_c"')
 
 
+def test_a_tls_file_the_url_names_that_cannot_be_read_names_its_option(
+    tmp_path: Path, mysql_database: str
+) -> None:
+    base = f"mysql://root@127.0.0.1:3306/{mysql_database}"
+    not_pem = tmp_path / "not-a-certificate.pem"
+    not_pem.write_text("hello\n")
+    cases = {
+        "?ssl_ca=/todo/no/such/ca.pem": ("ssl_ca", "does not exist"),
+        # With ssl-mode the TLS context is built by the app: that failed outside the
+        # connect attempt and ended doctor with a traceback.
+        "?ssl-mode=VERIFY_CA&ssl_ca=/todo/no/such/ca.pem": ("ssl_ca", "does not exist"),
+        f"?ssl-mode=VERIFY_CA&ssl_ca={not_pem}": ("ssl_ca", "could not be loaded for TLS"),
+        f"?ssl-mode=REQUIRED&ssl_cert={tmp_path}": ("ssl_cert", "is a directory"),
+        f"?ssl_capath={not_pem}": ("ssl_capath", "is not a directory"),
+    }
+    for query, (option, why) in cases.items():
+        code, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=base + query)
+        assert code == 1 and "Traceback" not in stderr, stderr
+        assert report["connect"]["kind"] == "configuration", (query, report["connect"])
+        error = report["connect"]["error"]
+        assert f"fix the option '{option}' in DATABASE_URL" in error, error
+        assert why in error and "host and port" not in error, error
+
+
 def test_never_policy_means_no_database(tmp_path: Path) -> None:
     code, report, _ = doctor(tmp_path, DATABASE_URL="mongodb://x/y", DATABASE_FALLBACK="never")
     assert code == 1

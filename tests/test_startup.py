@@ -223,6 +223,19 @@ def test_a_wrong_mysql_password_is_an_authentication_failure(
     assert user not in str(report)
 
 
+def test_an_unreadable_tls_file_is_a_configuration_error_not_a_crash(
+    tmp_path: Path, mysql_database: str
+) -> None:
+    url = mysql_url(mysql_database) + "?ssl-mode=VERIFY_CA&ssl_ca=/todo/no/such/ca.pem"
+    settings = make_settings(tmp_path, database_url=url, database_startup_retries=3, **FAST)
+    with running_app(settings) as (_, client):
+        report = wait_ready(client)
+    assert report["last_error_kind"] == "configuration", report
+    assert "fix the option 'ssl_ca' in DATABASE_URL" in report["fallback_reason"]
+    assert "host and port" not in report["fallback_reason"]
+    assert report["connection_attempts_count"] == 2  # not retried: the file will not appear
+
+
 @pytest.mark.parametrize("scheme", ["mysql", "mysql2", "mariadb", "MySQL+PyMySQL"])
 def test_mysql_schemes_reach_mariadb(
     tmp_path: Path, scheme: str, mysql_special_user: tuple[str, str], mysql_database: str

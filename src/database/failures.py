@@ -20,7 +20,8 @@ from sqlalchemy.engine import URL
 
 from src.config.settings import LIBPQ_SOURCE
 from src.core.redaction import redactor
-from src.database.error_codes import Code, code_of, timed_out
+from src.database.error_codes import Code, code_of, error_chain, timed_out
+from src.database.option_files import UnreadableOptionFile
 from src.database.url.masking import server_hosts
 
 # Spaces only let traffic out on these ports (see README, "Outbound ports").
@@ -148,6 +149,15 @@ def classify(
 
     `source` is where the URL came from (`DATABASE_URL`, the PG* variables, `--to`…):
     the hint sends the operator there, not to a setting they never used."""
+    unreadable = _unreadable_option_file(exc)
+    if unreadable is not None:
+        # A local file, not the server: "No such file" must not read as a missing socket.
+        return Failure(
+            FailureKind.CONFIGURATION,
+            sanitize(str(unreadable), url),
+            f"fix the option '{unreadable.option}' in {source}: it must name "
+            f"{unreadable.need} this process can read (in a container, a path inside it).",
+        )
     code = code_of(exc)
     kind = _KIND_OF_CODE.get(code)
     reason: str | None = None
@@ -200,6 +210,13 @@ def sanitize(text: str, url: URL | None = None) -> str:
         cleaned = cleaned.replace(str(url.password), "***")
     cleaned = " ".join(cleaned.split())
     return cleaned[:_MAX_MESSAGE]
+
+
+def _unreadable_option_file(exc: BaseException) -> UnreadableOptionFile | None:
+    for error in error_chain(exc):
+        if isinstance(error, UnreadableOptionFile):
+            return error
+    return None
 
 
 def _connect_phrase(exc: BaseException) -> tuple[FailureKind | None, str | None]:
