@@ -7,12 +7,15 @@ import os
 import pty
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import psycopg
 import pytest
 
-from tests.conftest import SPECIAL_PASSWORD, SPECIAL_USER
+from tests.conftest import PG_ADMIN, SPECIAL_PASSWORD, SPECIAL_USER
 from tests.server import ROOT, clean_env
 
 
@@ -172,6 +175,87 @@ def test_a_refused_login_from_the_pg_variables_names_them(
     assert report["connect"]["kind"] == "authentication_failed"
     assert "check PGUSER and PGPASSWORD" in report["connect"]["error"]
     assert "DATABASE_URL" not in report["connect"]["error"] + report["fallback_reason"]
+
+
+def test_mysql_connect_errors_are_read_by_their_number(
+    tmp_path: Path, mysql_special_user: tuple[str, str], mysql_database: str
+) -> None:
+    user, password = mysql_special_user
+    base = "mysql://root@127.0.0.1:3306"
+    _, report, _ = doctor(tmp_path, "--connect", DATABASE_URL=f"{base}/todo_no_such_db_m")
+    assert report["connect"]["kind"] == "database_missing", report["connect"]
+    assert "create it or fix the database name" in report["connect"]["error"]
+
+    wrong = f"mysql://{user}:bad@127.0.0.1:3306/{mysql_database}"
+    _, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=wrong)
+    assert report["connect"]["kind"] == "authentication_failed", report["connect"]
+    assert user not in json.dumps(report) + stderr
+
+    # 1044: a real user, a database it has no rights on.
+    other = f"mysql://{quote(user)}:{quote(password, safe='')}@127.0.0.1:3306/mysql"
+    _, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=other)
+    assert report["connect"]["kind"] == "authentication_failed", report["connect"]
+    assert user not in json.dumps(report) + stderr
+    assert password not in json.dumps(report) + stderr
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["-c statement_timeout=abc", "-c todo_no_such_setting=1", "-c work_mem=1", "garbage"],
+)
+def test_a_setting_the_server_refuses_is_configuration_not_the_host(
+    tmp_path: Path, pg_url: str, options: str
+) -> None:
+    url = f"{pg_url}?options={quote(options, safe='')}"
+    _, report, _ = doctor(tmp_path, "--connect", DATABASE_URL=url)
+    assert report["connect"]["kind"] == "configuration", report["connect"]
+    error = report["connect"]["error"]
+    assert "options=-c name=value) in DATABASE_URL" in error
+    assert "host and port" not in error and "Supabase" not in error
+
+
+def test_a_login_the_server_refuses_is_authentication_not_the_host(
+    tmp_path: Path, pg_database: str
+) -> None:
+    role = f"todo_nl_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" NOLOGIN')
+        admin.execute(f'CREATE ROLE "{role}_c" LOGIN')
+        admin.execute(f'REVOKE CONNECT ON DATABASE "{pg_database}" FROM PUBLIC')
+    try:
+        for user in (role, f"{role}_c"):  # no LOGIN; no CONNECT privilege
+            url = f"postgresql://{user}@127.0.0.1:5432/{pg_database}"
+            _, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=url)
+            assert report["connect"]["kind"] == "authentication_failed", report["connect"]
+            assert user not in json.dumps(report) + stderr
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+            admin.execute(f'DROP ROLE IF EXISTS "{role}_c"')
+
+
+def test_a_tls_file_the_url_names_that_cannot_be_read_names_its_option(
+    tmp_path: Path, mysql_database: str
+) -> None:
+    base = f"mysql://root@127.0.0.1:3306/{mysql_database}"
+    not_pem = tmp_path / "not-a-certificate.pem"
+    not_pem.write_text("hello\n")
+    cases = {
+        "?ssl_ca=/todo/no/such/ca.pem": ("ssl_ca", "does not exist"),
+        # With ssl-mode the TLS context is built by the app: that failed outside the
+        # connect attempt and ended doctor with a traceback.
+        "?ssl-mode=VERIFY_CA&ssl_ca=/todo/no/such/ca.pem": ("ssl_ca", "does not exist"),
+        f"?ssl-mode=VERIFY_CA&ssl_ca={not_pem}": ("ssl_ca", "could not be loaded for TLS"),
+        f"?ssl-mode=REQUIRED&ssl_cert={tmp_path}": ("ssl_cert", "is a directory"),
+        f"?ssl_capath={not_pem}": ("ssl_capath", "is not a directory"),
+    }
+    for query, (option, why) in cases.items():
+        code, report, stderr = doctor(tmp_path, "--connect", DATABASE_URL=base + query)
+        assert code == 1 and "Traceback" not in stderr, stderr
+        assert report["connect"]["kind"] == "configuration", (query, report["connect"])
+        error = report["connect"]["error"]
+        assert f"fix the option '{option}' in DATABASE_URL" in error, error
+        assert why in error and "host and port" not in error, error
 
 
 def test_never_policy_means_no_database(tmp_path: Path) -> None:

@@ -1125,3 +1125,50 @@ def test_the_placeholder_error_says_what_the_resolver_accepts() -> None:
     pasted = resolve_database_url(template.replace("[YOUR-PASSWORD]", "p@ss:w/o#r?d"))
     assert pasted.ok, pasted.errors
     assert pasted.url is not None and pasted.url.password == "p@ss:w/o#r?d"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "not_expected"),
+    [
+        # Two ports is not an IPv6 address, whatever the count of ':'.
+        ("postgresql://u:p@127.0.0.1:5432:6543/db", "gives one host 2 ports", "IPv6"),
+        ("postgresql://u:p@db.example.com:5432:6543:7000/db", "3 ports", "IPv6"),
+        ("mysql://u:p@db.example.com:3306:3307/db", "HOST:3306", "IPv6"),
+        (
+            "postgresql://u:p@db.example.com:5432:x/db",
+            "port in DATABASE_URL is not a number",
+            "IPv6",
+        ),
+        # Real IPv6 literals keep the advice, with the URL's own scheme in the example.
+        ("postgresql://u:p@2001:db8::1/db", "must be in brackets", "ports"),
+        ("postgresql://u:p@fe80::1%25eth0/db", "must be in brackets", "ports"),
+        ("mysql://u:p@::1/db", "mysql://USER:PASSWORD@[2001:db8::1]:3306", "postgresql://"),
+    ],
+)
+def test_colons_after_the_host_are_told_apart(raw: str, expected: str, not_expected: str) -> None:
+    res = resolve_database_url(raw)
+    assert not res.ok
+    text = " ".join(res.errors)
+    assert expected in text and not_expected not in text, res.errors
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"PGHOST": "127.0.0.1", "PGPORT": "abc"}, "PGPORT is not a number"),
+        ({"PGHOST": "127.0.0.1", "PGPORT": "99999"}, "PGPORT must be between 1 and 65535"),
+        ({"PGHOST": "/var/run/postgresql", "PGPORT": "abc"}, "PGPORT must be port numbers"),
+        ({"PGHOST": "bad host"}, "PGHOST contains characters"),
+    ],
+)
+def test_the_pg_variables_are_named_not_their_url(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    from src.config.settings import load_settings
+
+    for name, value in {"PGUSER": "app", "PGPASSWORD": "pw", "PGDATABASE": "db", **env}.items():
+        monkeypatch.setenv(name, value)
+    raw, source = load_settings().primary_url_input
+    res = resolve_database_url(raw, source=source)
+    assert any(error.startswith(expected) for error in res.errors), res.errors
+    assert "PGHOST/PGUSER" not in " ".join(res.errors)

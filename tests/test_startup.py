@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from src.models import Task
-from tests.conftest import make_settings, running_app, wait_decided, wait_ready
+from tests.conftest import make_settings, mysql_url, running_app, wait_decided, wait_ready
 from tests.netfaults import Forwarder
 
 FAST = {"database_connect_timeout": 1, "database_retry_delay_ms": 100}
@@ -180,12 +180,60 @@ def test_missing_database_is_reported(tmp_path: Path, pg_url: str) -> None:
     assert report["last_error_kind"] == "database_missing"
 
 
+def test_a_setting_the_server_refuses_is_a_configuration_error(tmp_path: Path, pg_url: str) -> None:
+    url = pg_url + "?options=-c%20statement_timeout%3Dabc"
+    settings = make_settings(tmp_path, database_url=url, database_startup_retries=3, **FAST)
+    with running_app(settings) as (_, client):
+        report = wait_ready(client)
+    assert report["last_error_kind"] == "configuration", report
+    assert "host and port" not in report["fallback_reason"]
+    assert "options=-c name=value" in report["fallback_reason"]
+    # The server answered: retrying the same setting cannot help.
+    assert report["connection_attempts_count"] == 2  # the primary once, then SQLite
+
+
 def test_tls_required_but_not_offered_is_a_tls_failure(tmp_path: Path, pg_url: str) -> None:
     # The machine's server has ssl=off.
     url = pg_url + "?sslmode=require"
     with running_app(make_settings(tmp_path, database_url=url, **FAST)) as (_, client):
         report = wait_ready(client)
     assert report["last_error_kind"] == "tls"
+
+
+def test_a_missing_mysql_database_is_reported_as_missing(
+    tmp_path: Path, mysql_database: str
+) -> None:
+    # PyMySQL gives the error a SQLSTATE (42000) that means nothing definite: the
+    # error number (1049) must decide.
+    url = mysql_url(mysql_database).rsplit("/", 1)[0] + "/todo_no_such_db_m"
+    with running_app(make_settings(tmp_path, database_url=url, **FAST)) as (_, client):
+        report = wait_ready(client)
+    assert report["last_error_kind"] == "database_missing", report
+    assert "create it or fix the database name in DATABASE_URL" in report["fallback_reason"]
+
+
+def test_a_wrong_mysql_password_is_an_authentication_failure(
+    tmp_path: Path, mysql_special_user: tuple[str, str], mysql_database: str
+) -> None:
+    user, _ = mysql_special_user
+    url = f"mysql://{user}:not-the-password@127.0.0.1:3306/{mysql_database}"
+    with running_app(make_settings(tmp_path, database_url=url, **FAST)) as (_, client):
+        report = wait_ready(client)
+    assert report["last_error_kind"] == "authentication_failed", report
+    assert user not in str(report)
+
+
+def test_an_unreadable_tls_file_is_a_configuration_error_not_a_crash(
+    tmp_path: Path, mysql_database: str
+) -> None:
+    url = mysql_url(mysql_database) + "?ssl-mode=VERIFY_CA&ssl_ca=/todo/no/such/ca.pem"
+    settings = make_settings(tmp_path, database_url=url, database_startup_retries=3, **FAST)
+    with running_app(settings) as (_, client):
+        report = wait_ready(client)
+    assert report["last_error_kind"] == "configuration", report
+    assert "fix the option 'ssl_ca' in DATABASE_URL" in report["fallback_reason"]
+    assert "host and port" not in report["fallback_reason"]
+    assert report["connection_attempts_count"] == 2  # not retried: the file will not appear
 
 
 @pytest.mark.parametrize("scheme", ["mysql", "mysql2", "mariadb", "MySQL+PyMySQL"])

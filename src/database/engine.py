@@ -18,6 +18,7 @@ from src.config.settings import APP_NAME, Settings
 from src.database import liveness
 from src.database.concurrency import SQLITE_WORKERS
 from src.database.deadline import DeadlineWatchdog
+from src.database.option_files import check_option_files, unreadable_contents
 
 # Providers drop idle connections (Neon after 5 minutes, some proxies sooner); recycle first.
 POOL_RECYCLE_SECONDS = 240
@@ -138,9 +139,21 @@ def _mysql_engine(url: URL, settings: Settings, ssl_mode: str | None, probe: boo
     }
     if ssl_mode == "DISABLED":
         connect_args["ssl_disabled"] = True
-    elif ssl_mode is not None:
-        connect_args["ssl"] = _mysql_ssl_context(ssl_mode, query)
     engine = create_engine(url, connect_args=connect_args, **_server_pool_options(settings, probe))
+    contexts: list[ssl.SSLContext] = []
+
+    @event.listens_for(engine, "do_connect")
+    def _files_then_tls(_d: Any, _r: Any, _a: Any, cparams: dict[str, Any]) -> None:
+        # At connect, not here: a file that cannot be read is then a classified
+        # connect failure naming its option, never an exception out of engine creation.
+        if ssl_mode == "DISABLED":
+            return  # PyMySQL reads none of the TLS files then
+        check_option_files(query)
+        if ssl_mode is not None:
+            if not contexts:
+                contexts.append(_mysql_ssl_context(ssl_mode, query))
+            cparams["ssl"] = contexts[0]
+
     if not probe:
         liveness.install(engine)
     return engine
@@ -151,9 +164,17 @@ def _mysql_ssl_context(mode: str, query: Any) -> ssl.SSLContext:
         value = query.get(name)
         return value if isinstance(value, str) else None
 
-    context = ssl.create_default_context(cafile=_opt("ssl_ca"), capath=_opt("ssl_capath"))
+    try:
+        context = ssl.create_default_context(cafile=_opt("ssl_ca"), capath=_opt("ssl_capath"))
+    except OSError as error:  # ssl.SSLError included: not a CA file
+        need = "PEM CA certificates"
+        raise unreadable_contents(("ssl_ca", "ssl_capath"), query, error, need) from error
     if _opt("ssl_cert"):
-        context.load_cert_chain(_opt("ssl_cert") or "", _opt("ssl_key"))
+        try:
+            context.load_cert_chain(_opt("ssl_cert") or "", _opt("ssl_key"))
+        except OSError as error:
+            need = "a PEM certificate and its private key"
+            raise unreadable_contents(("ssl_cert", "ssl_key"), query, error, need) from error
     if mode == "REQUIRED":
         # REQUIRED means encrypted but not verified, exactly as the mysql client does.
         context.check_hostname = False

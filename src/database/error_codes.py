@@ -54,10 +54,14 @@ _PG_STATES = {
     "42703": Code.SCHEMA,  # undefined_column
     "23505": Code.DUPLICATE,
 }
-_PG_CLASSES = {
+# SQLSTATE classes the SQL standard defines, so MySQL's mean the same.
+_STANDARD_CLASSES = {
     "08": Code.CONNECTION_LOST,  # connection_exception
     "22": Code.DATA,  # data_exception
     "28": Code.AUTHENTICATION,  # invalid_authorization_specification
+}
+_PG_CLASSES = {
+    **_STANDARD_CLASSES,
     "53": Code.OVERLOADED,  # insufficient_resources (too_many_connections, disk_full…)
     "58": Code.STORAGE,  # system_error (I/O)
 }
@@ -77,6 +81,13 @@ _MYSQL_CODES = {
     1045: Code.AUTHENTICATION,  # ER_ACCESS_DENIED_ERROR
     1044: Code.AUTHENTICATION,  # ER_DBACCESS_DENIED_ERROR
     1698: Code.AUTHENTICATION,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+    1130: Code.AUTHENTICATION,  # ER_HOST_NOT_PRIVILEGED: no account for this client host
+    1251: Code.AUTHENTICATION,  # ER_NOT_SUPPORTED_AUTH_MODE
+    1862: Code.AUTHENTICATION,  # ER_MUST_CHANGE_PASSWORD_LOGIN
+    2059: Code.AUTHENTICATION,  # CR_AUTH_PLUGIN_CANNOT_LOAD (PyMySQL lacks the plugin)
+    3118: Code.AUTHENTICATION,  # ER_ACCOUNT_HAS_BEEN_LOCKED (MySQL)
+    4151: Code.AUTHENTICATION,  # ER_ACCOUNT_HAS_BEEN_LOCKED (MariaDB)
+    3159: Code.TLS,  # ER_SECURE_TRANSPORT_REQUIRED (MySQL require_secure_transport)
     1049: Code.DATABASE_MISSING,  # ER_BAD_DB_ERROR
     1040: Code.OVERLOADED,  # ER_CON_COUNT_ERROR
     1203: Code.OVERLOADED,  # ER_TOO_MANY_USER_CONNECTIONS
@@ -149,6 +160,11 @@ def _code_of_one(error: BaseException) -> Code | None:
         return Code.OVERLOADED  # the connection pool had no connection to give
     if isinstance(error, sa_exc.DBAPIError):
         return None  # its .orig says more
+    if _is_mysql_error(error):
+        # Before the SQLSTATE: PyMySQL sets one too, but MySQL's SQLSTATEs are coarse
+        # (1049 unknown database and 1146 unknown table are both 42xxx) and do not
+        # mean what PostgreSQL's tables below say; its error number is the precise code.
+        return _mysql_code(error)
     sqlstate = getattr(error, "sqlstate", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         return _PG_STATES.get(sqlstate) or _PG_CLASSES.get(sqlstate[:2], Code.OTHER)
@@ -159,11 +175,6 @@ def _code_of_one(error: BaseException) -> Code | None:
     if isinstance(error, sqlite3.Error):
         code = getattr(error, "sqlite_errorcode", None)
         return _SQLITE_CODES.get(code & 0xFF, Code.OTHER) if isinstance(code, int) else None
-    if _is_mysql_error(error) and error.args and isinstance(error.args[0], int):
-        code = _MYSQL_CODES.get(error.args[0])
-        if code is Code.CONNECTION_LOST and timed_out(error):
-            return Code.TIMEOUT  # PyMySQL's read_timeout
-        return code
     if isinstance(error, UnicodeEncodeError):
         return Code.DATA  # a driver could not encode the value in the connection charset
     if isinstance(error, ssl.SSLError):
@@ -175,6 +186,19 @@ def _code_of_one(error: BaseException) -> Code | None:
     if isinstance(error, ConnectionError | BrokenPipeError):
         return Code.CONNECTION_LOST
     return None
+
+
+def _mysql_code(error: BaseException) -> Code | None:
+    number = error.args[0] if error.args else None
+    code = _MYSQL_CODES.get(number) if isinstance(number, int) else None
+    if code is None:
+        # Only the classes the SQL standard fixes mean the same on both servers.
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and len(sqlstate) == 5:
+            code = _STANDARD_CLASSES.get(sqlstate[:2])
+    if code is Code.CONNECTION_LOST and timed_out(error):
+        return Code.TIMEOUT  # PyMySQL's read_timeout
+    return code
 
 
 def _is_psycopg_operational(error: BaseException) -> bool:

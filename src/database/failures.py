@@ -20,7 +20,8 @@ from sqlalchemy.engine import URL
 
 from src.config.settings import LIBPQ_SOURCE
 from src.core.redaction import redactor
-from src.database.error_codes import Code, code_of, timed_out
+from src.database.error_codes import Code, code_of, error_chain, timed_out
+from src.database.option_files import UnreadableOptionFile
 from src.database.url.masking import server_hosts
 
 # Spaces only let traffic out on these ports (see README, "Outbound ports").
@@ -77,24 +78,52 @@ _KIND_OF_CODE = {
     Code.SCHEMA: FailureKind.SCHEMA,
 }
 
+# Why a server refused the URL as configured: each says what to change.
+_SUPAVISOR_USER = "supavisor_user"
+_SERVER_PARAMETER = "server_parameter"
+
 # libpq's connection-phase messages (it gives no SQLSTATE there); each anchored to the
 # fixed wording of libpq or of the server's FATAL message.
-_CONNECT_PHRASES: tuple[tuple[re.Pattern[str], FailureKind], ...] = (
-    (re.compile(r"\btimeout expired\b", re.I), FailureKind.TIMEOUT),
+_CONNECT_PHRASES: tuple[tuple[re.Pattern[str], FailureKind, str | None], ...] = (
+    (re.compile(r"\btimeout expired\b", re.I), FailureKind.TIMEOUT, None),
     # Supavisor (Supabase's pooler) when the user is not postgres.<project-ref>.
-    (re.compile(r"\bTenant or user not found\b", re.I), FailureKind.CONFIGURATION),
+    (
+        re.compile(r"\bTenant or user not found\b", re.I),
+        FailureKind.CONFIGURATION,
+        _SUPAVISOR_USER,
+    ),
+    # The server's own words (guc.c, postgres.c) for a setting in the start-up packet
+    # (`options=-c name=value`, PGOPTIONS) it will not take: it answered, so the host
+    # and port are right and retrying cannot help.
+    (
+        re.compile(
+            r"(?:invalid value for|outside the valid range for|permission denied to set) "
+            r"parameter \"|unrecognized configuration parameter \"|"
+            r"parameter \"[^\"]*\" cannot be (?:changed|set)|"
+            r"invalid command-line arguments? for server process",
+            re.I,
+        ),
+        FailureKind.CONFIGURATION,
+        _SERVER_PARAMETER,
+    ),
     (
         re.compile(
             r"password authentication failed|authentication failed for user|"
-            r"role \".*\" does not exist|no password supplied|SCRAM authentication requires",
+            r"role \".*\" does not exist|no password supplied|SCRAM authentication requires|"
+            # Refusals of this login that are not about the password (SQLSTATE 28000 and
+            # 42501 server-side): still the credentials to check, never the host.
+            r"no pg_hba\.conf entry for|pg_hba\.conf rejects connection|"
+            r"role \".*\" is not permitted to log in|permission denied for database",
             re.I,
         ),
         FailureKind.AUTHENTICATION,
+        None,
     ),
-    (re.compile(r"database \".*\" does not exist", re.I), FailureKind.DATABASE_MISSING),
+    (re.compile(r"database \".*\" does not exist", re.I), FailureKind.DATABASE_MISSING, None),
     (
         re.compile(r"\bSSL\b|certificate|channel binding|does not support SSL|GSSAPI", re.I),
         FailureKind.TLS,
+        None,
     ),
     (
         re.compile(
@@ -104,6 +133,7 @@ _CONNECT_PHRASES: tuple[tuple[re.Pattern[str], FailureKind], ...] = (
             re.I,
         ),
         FailureKind.UNREACHABLE,
+        None,
     ),
 )
 
@@ -119,16 +149,28 @@ def classify(
 
     `source` is where the URL came from (`DATABASE_URL`, the PG* variables, `--to`…):
     the hint sends the operator there, not to a setting they never used."""
+    unreadable = _unreadable_option_file(exc)
+    if unreadable is not None:
+        # A local file, not the server: "No such file" must not read as a missing socket.
+        return Failure(
+            FailureKind.CONFIGURATION,
+            sanitize(str(unreadable), url),
+            f"fix the option '{unreadable.option}' in {source}: it must name "
+            f"{unreadable.need} this process can read (in a container, a path inside it).",
+        )
     code = code_of(exc)
     kind = _KIND_OF_CODE.get(code)
+    reason: str | None = None
     if kind is None or kind is FailureKind.CONNECTION_LOST:
-        kind = _connect_phrase_kind(exc) or kind or FailureKind.OTHER
+        phrase_kind, reason = _connect_phrase(exc)
+        kind = phrase_kind or kind or FailureKind.OTHER
     if kind is FailureKind.CONNECTION_LOST:
         # While connecting, a closed connection means nobody is serving there.
         kind = FailureKind.UNREACHABLE
     if timed_out(exc) and kind in (FailureKind.OTHER, FailureKind.UNREACHABLE):
         kind = FailureKind.TIMEOUT
-    return Failure(kind, sanitize(_first_lines(exc), url), _hint(kind, url, on_space, source))
+    hint = _hint(kind, url, on_space, source, reason)
+    return Failure(kind, sanitize(_first_lines(exc), url), hint)
 
 
 def for_source(failure: Failure, url: URL | None, *, on_space: bool, source: str) -> Failure:
@@ -170,12 +212,19 @@ def sanitize(text: str, url: URL | None = None) -> str:
     return cleaned[:_MAX_MESSAGE]
 
 
-def _connect_phrase_kind(exc: BaseException) -> FailureKind | None:
-    text = str(exc)
-    for pattern, kind in _CONNECT_PHRASES:
-        if pattern.search(text):
-            return kind
+def _unreadable_option_file(exc: BaseException) -> UnreadableOptionFile | None:
+    for error in error_chain(exc):
+        if isinstance(error, UnreadableOptionFile):
+            return error
     return None
+
+
+def _connect_phrase(exc: BaseException) -> tuple[FailureKind | None, str | None]:
+    text = str(exc)
+    for pattern, kind, reason in _CONNECT_PHRASES:
+        if pattern.search(text):
+            return kind, reason
+    return None, None
 
 
 def _first_lines(exc: BaseException) -> str:
@@ -188,18 +237,16 @@ def _first_lines(exc: BaseException) -> str:
     return " / ".join(lines[:2])
 
 
-def _hint(kind: FailureKind, url: URL | None, on_space: bool, source: str) -> str | None:
+def _hint(
+    kind: FailureKind, url: URL | None, on_space: bool, source: str, reason: str | None = None
+) -> str | None:
     if url is not None and url.get_backend_name() == "sqlite":
         return None  # a local file: no host, credentials or TLS to check
     hosts = server_hosts(url) if url is not None else ()
     host = hosts[0][0] if hosts else ""
     where = _Where(source)
     if kind is FailureKind.CONFIGURATION:
-        return (
-            "Supabase's pooler does not know this user: copy the URL from the project's "
-            "Connect dialog (pooler); the user must be postgres.<project-ref> and the host "
-            "aws-0-<region>.pooler.supabase.com exactly as shown there."
-        )
+        return _configuration_hint(reason, where)
     if kind is FailureKind.AUTHENTICATION:
         return f"check {where.credentials} (special characters are fine)."
     if kind is FailureKind.DATABASE_MISSING:
@@ -228,6 +275,21 @@ def _hint(kind: FailureKind, url: URL | None, on_space: bool, source: str) -> st
     return None
 
 
+def _configuration_hint(reason: str | None, where: _Where) -> str | None:
+    if reason == _SUPAVISOR_USER:
+        return (
+            "Supabase's pooler does not know this user: copy the URL from the project's "
+            "Connect dialog (pooler); the user must be postgres.<project-ref> and the host "
+            "aws-0-<region>.pooler.supabase.com exactly as shown there."
+        )
+    if reason == _SERVER_PARAMETER:
+        return (
+            f"the server answered but refused a setting sent at connect: fix or remove it in "
+            f"{where.server_options} (or the PGOPTIONS variable)."
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class _Where:
     """The parts of the URL's source to check, named as the operator set them."""
@@ -251,6 +313,10 @@ class _Where:
     @property
     def sslmode(self) -> str:
         return "PGSSLMODE" if self._libpq else f"sslmode in {self.source}"
+
+    @property
+    def server_options(self) -> str:
+        return f"the options (options=-c name=value) in {self.source}"
 
     @property
     def server(self) -> str:

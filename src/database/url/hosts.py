@@ -11,9 +11,11 @@ uses the default port.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
+from src.config.settings import LIBPQ_SOURCE
 from src.database.url.cleaning import TEMPLATE
 from src.database.url.idn import idna_error, idna_host
 from src.database.url.placeholders import is_template_word
@@ -25,6 +27,17 @@ _IPV6 = re.compile(r"\[([0-9A-Fa-f:.]+(?:%(?:25)?[A-Za-z0-9._~-]+)?)\]")
 SOCKET_HOST = re.compile(r"(%2[Ff][^:,/?@]*)(?::(\d+))?")
 _HOST_ELEMENT = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(?::(.*))?")
 _PORT_PLACEHOLDER = re.compile(r"\w*port\w*", re.I)
+_ZONE = re.compile(r"%(?:25)?[A-Za-z0-9._~-]+\Z")
+# A URL built from libpq's variables: each part is named by the variable it came from.
+_LIBPQ_VARIABLES = {"host name": "PGHOST", "port": "PGPORT"}
+
+
+def part_named(part: str, source: str) -> str:
+    """How a sentence names a part of the URL: "The port in DATABASE_URL", or "PGPORT"
+    when the URL was built from the PG* variables (the operator never wrote a URL)."""
+    if source == LIBPQ_SOURCE and part in _LIBPQ_VARIABLES:
+        return _LIBPQ_VARIABLES[part]
+    return f"The {part} in {source}"
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ def host_list(
     ports: list[int | None] = []
     failed = False
     for element in elements:
-        read = _host_element(element, source, repairs, errors)
+        read = _host_element(element, backend, source, repairs, errors)
         if read is None:
             failed = True
             continue
@@ -91,14 +104,30 @@ def _placeholder(source: str) -> str:
 
 
 def _host_element(
-    element: str, source: str, repairs: list[str], errors: list[str]
+    element: str, backend: Backend, source: str, repairs: list[str], errors: list[str]
 ) -> tuple[str, int | None] | None:
     if element.count(":") >= 2 and "[" not in element:
-        errors.append(
-            f"The IPv6 address in {source} must be in brackets, e.g. "
-            "postgresql://USER:PASSWORD@[2001:db8::1]:5432/DBNAME."
-        )
-        return None
+        scheme, default = ("postgresql", 5432) if backend == "postgresql" else ("mysql", 3306)
+        if _ipv6_literal(element):
+            errors.append(
+                f"The IPv6 address in {source} must be in brackets, e.g. "
+                f"{scheme}://USER:PASSWORD@[2001:db8::1]:{default}/DBNAME."
+            )
+            return None
+        extra = element.split(":")[1:]
+        if all(p.isascii() and p.isdigit() for p in extra):
+            several = (
+                "; for several servers, separate host:port pairs with commas "
+                "(HOST1:5432,HOST2:5433)"
+                if backend == "postgresql"
+                else ""
+            )
+            errors.append(
+                f"{source} gives one host {len(extra)} ports (host:port:port); a host takes "
+                f"one port, e.g. HOST:{default}{several}."
+            )
+            return None
+        # Otherwise the text after the first ':' is a port that is not a number.
     match = _HOST_ELEMENT.fullmatch(element)
     name, raw_port = (match[1], match[2]) if match else (None, None)
     if raw_port is not None and _PORT_PLACEHOLDER.fullmatch(raw_port):
@@ -111,6 +140,14 @@ def _host_element(
         return host, None
     port = _port_number(raw_port, source, errors)
     return (host, port) if port is not None else None
+
+
+def _ipv6_literal(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(_ZONE.sub("", text))
+    except ValueError:
+        return False
+    return True
 
 
 def _host_name(name: str | None, source: str, repairs: list[str], errors: list[str]) -> str | None:
@@ -132,14 +169,14 @@ def _host_name(name: str | None, source: str, repairs: list[str], errors: list[s
         return encoded
     if name is None or not _HOST_NAME.fullmatch(name):
         errors.append(
-            f"The host name in {source} contains characters that cannot be in a host name "
+            f"{part_named('host name', source)} contains characters that cannot be in a host name "
             "(only letters, digits, '.', '-' and '_'); check for a stray space, quote or "
             "an unencoded character from the password."
         )
         return None
     if is_template_word(name):
         errors.append(
-            f"The host name in {source} is still a template placeholder; replace it with "
+            f"{part_named('host name', source)} is still a template placeholder; replace it with "
             "the real host name."
         )
         return None
@@ -150,9 +187,9 @@ def _port_number(port: str, source: str, errors: list[str]) -> int | None:
     if not port:
         errors.append(f"{source} has a ':' after the host but no port number; add it or drop ':'.")
     elif not (port.isascii() and port.isdigit()):
-        errors.append(f"The port in {source} is not a number; use e.g. 5432 or 3306.")
+        errors.append(f"{part_named('port', source)} is not a number; use e.g. 5432 or 3306.")
     elif not 1 <= int(port) <= 65535:
-        errors.append(f"The port in {source} must be between 1 and 65535.")
+        errors.append(f"{part_named('port', source)} must be between 1 and 65535.")
     else:
         return int(port)
     return None

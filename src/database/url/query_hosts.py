@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from src.config.settings import LIBPQ_SOURCE
 from src.database.url.idn import idna_error, idna_host
 from src.database.url.options import Options, is_int
 from src.database.url.placeholders import is_template_word
@@ -145,8 +146,7 @@ def _check_ports(
     # In a list, libpq reads an empty entry as "the default port" for that host.
     if not all(is_int(p, 1, 65535) or (len(ports) > 1 and not p) for p in ports):
         opts.errors.append(
-            f"The option 'port' in {source} must be port numbers from 1 to 65535, "
-            "separated by commas."
+            f"{_port_option(source)} must be port numbers from 1 to 65535, separated by commas."
         )
     elif len(ports) > 1 and len(ports) != max(host_count, 1):
         opts.errors.append(
@@ -157,3 +157,8 @@ def _check_ports(
         # libpq uses a single port for every host; SQLAlchemy insists on one per host.
         opts.query["port"] = ",".join(ports * host_count)
         opts.repairs.append("Repeated the single ?port= for each host in ?host=.")
+
+
+def _port_option(source: str) -> str:
+    # With a socket directory in PGHOST, PGPORT travels as ?port=: name the variable.
+    return "PGPORT" if source == LIBPQ_SOURCE else f"The option 'port' in {source}"

@@ -1,0 +1,69 @@
+"""What a real server's error means (`code_of`), read from its code, never its text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+
+from src.database.error_codes import Code, code_of
+from tests.conftest import MYSQL_ADMIN_PASSWORD, MYSQL_ADMIN_USER, MYSQL_HOST, MYSQL_PORT
+
+
+@pytest.fixture
+def mysql(mysql_database: str) -> Iterator[Any]:
+    conn = pymysql.connect(
+        host=MYSQL_HOST,
+        port=MYSQL_PORT,
+        user=MYSQL_ADMIN_USER,
+        password=MYSQL_ADMIN_PASSWORD,
+        database=mysql_database,
+        autocommit=True,
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _error_of(conn: Any, *statements: str) -> pymysql.Error:
+    with conn.cursor() as cur:
+        for statement in statements[:-1]:
+            cur.execute(statement)
+        with pytest.raises(pymysql.Error) as caught:
+            cur.execute(statements[-1])
+    return caught.value
+
+
+def test_mysql_errors_are_read_by_number_not_by_their_sqlstate(mysql: Any) -> None:
+    # PyMySQL sets a SQLSTATE too (42S02, 23000, HY000…), which PostgreSQL's table
+    # would misread: the error number decides.
+    missing_table = _error_of(mysql, "SELECT * FROM no_such_table")
+    assert missing_table.sqlstate is not None  # type: ignore[attr-defined]
+    assert code_of(missing_table) is Code.SCHEMA
+    duplicate = _error_of(
+        mysql,
+        "CREATE TABLE t (id INT PRIMARY KEY)",
+        "INSERT INTO t VALUES (1)",
+        "INSERT INTO t VALUES (1)",
+    )
+    assert code_of(duplicate) is Code.DUPLICATE
+    with pytest.raises(pymysql.Error) as caught:
+        pymysql.connect(
+            host=MYSQL_HOST,
+            port=MYSQL_PORT,
+            user=MYSQL_ADMIN_USER,
+            password=MYSQL_ADMIN_PASSWORD,
+            database="todo_no_such_db_m",
+        )
+    assert code_of(caught.value) is Code.DATABASE_MISSING
+
+
+def test_an_unlisted_mysql_number_falls_back_to_a_standard_sqlstate_class(mysql: Any) -> None:
+    # 1690 (out of range) has no entry of its own; its SQLSTATE 22003 is the SQL
+    # standard's data exception on every server.
+    error = _error_of(mysql, "SELECT CAST(0 AS UNSIGNED) - 1")
+    assert error.args[0] == 1690
+    assert code_of(error) is Code.DATA
