@@ -67,3 +67,24 @@ def test_an_unlisted_mysql_number_falls_back_to_a_standard_sqlstate_class(mysql:
     error = _error_of(mysql, "SELECT CAST(0 AS UNSIGNED) - 1")
     assert error.args[0] == 1690
     assert code_of(error) is Code.DATA
+
+
+@pytest.mark.parametrize(
+    ("url", "setting"),
+    [
+        ("mysql+pymysql://u@db.example:3306/app", "ssl-mode in DATABASE_URL"),
+        ("postgresql+psycopg://u@db.example:5432/app", "sslmode in DATABASE_URL"),
+    ],
+)
+def test_a_tls_hint_names_the_backends_own_setting(url: str, setting: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from src.database.failures import Failure, FailureKind, for_source
+
+    failure = for_source(
+        Failure(FailureKind.TLS, "handshake failed"),
+        make_url(url),
+        on_space=False,
+        source="DATABASE_URL",
+    )
+    assert failure.hint is not None and failure.hint.startswith(f"check {setting} ")

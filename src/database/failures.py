@@ -255,6 +255,11 @@ def _hint(
             f"{where.database}."
         )
     if kind is FailureKind.TLS:
+        if url is not None and url.get_backend_name() in ("mysql", "mariadb"):
+            return (
+                f"check ssl-mode in {where.source} / the server's TLS settings (hosted "
+                "databases need ssl-mode=REQUIRED, or VERIFY_IDENTITY with ssl_ca)."
+            )
         return (
             f"check {where.sslmode} / the server's TLS settings (hosted databases need "
             "sslmode=require)."
