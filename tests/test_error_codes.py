@@ -88,3 +88,15 @@ def test_a_tls_hint_names_the_backends_own_setting(url: str, setting: str) -> No
         source="DATABASE_URL",
     )
     assert failure.hint is not None and failure.hint.startswith(f"check {setting} ")
+
+
+def test_a_one_letter_password_is_masked_as_a_token_only() -> None:
+    from sqlalchemy.engine import make_url
+
+    from src.database.failures import sanitize
+
+    url = make_url("postgresql+psycopg://u:p@127.0.0.1:5432/db")
+    text = 'connection to server at "127.0.0.1", port 5432 failed: password p rejected (u:p@x)'
+    cleaned = sanitize(text, url)
+    assert "port 5432" in cleaned
+    assert "password *** rejected" in cleaned and ":p@" not in cleaned

@@ -205,10 +205,9 @@ def sanitize(text: str, url: URL | None = None) -> str:
     if url is not None:
         redactor.add(url.password)
         redactor.add_username(url.username)
-    cleaned = redactor.redact(text)
-    if url is not None and url.password:
-        cleaned = cleaned.replace(str(url.password), "***")
-    cleaned = " ".join(cleaned.split())
+    # The redactor masks a short or word-like password only as a whole token: replacing
+    # a one-letter password everywhere turned "port 5432" into "***ort 5432".
+    cleaned = " ".join(redactor.redact(text).split())
     return cleaned[:_MAX_MESSAGE]
 
 
