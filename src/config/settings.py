@@ -26,6 +26,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from src.config.origins import url_setting_problem
+
 APP_NAME = "todo-backend"
 # The project root (the folder holding src/): where ./data and alembic/ are.
 APP_DIR = Path(__file__).resolve().parents[2]
@@ -52,6 +54,12 @@ _SECRET_FIELDS = frozenset(
         "litestream_azure_account_key",
     }
 )
+# The Better Auth settings that must be absolute http(s) URLs, with an example for the
+# warning when one is not (src.auth.issuer ignores such a value).
+BETTER_AUTH_URL_EXAMPLES = {
+    "BETTER_AUTH_URL": "https://my-app.vercel.app",
+    "BETTER_AUTH_JWKS_URL": "https://my-app.vercel.app/api/auth/jwks",
+}
 # Choices are matched case-insensitively: `DATABASE_FALLBACK=Never` means never.
 _CHOICE_FIELDS = frozenset({"database_fallback", "log_level", "log_format", "status_detail"})
 
@@ -148,6 +156,10 @@ class Settings(BaseSettings):
         model: Settings = handler(data)
         model._warnings.extend(warnings)
         model._warnings.extend(_cors_origins(model.cors_origins)[1])
+        for env, example in BETTER_AUTH_URL_EXAMPLES.items():
+            problem = url_setting_problem(env, getattr(model, env.lower()), example)
+            if problem is not None:
+                model._warnings.append(problem)
         fallback_url = (model.fallback_database_url or "").strip().strip("'\"")
         if fallback_url and not fallback_url.lower().startswith("sqlite:///"):
             model._warnings.append(
