@@ -149,6 +149,19 @@ def test_cors_entry_that_cannot_be_an_origin_is_warned_about(
     assert all("is not an origin" in w for w in settings.warnings)
 
 
+def test_cors_warnings_never_quote_an_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A secret pasted into the wrong variable, and a URL whose query holds a token.
+    monkeypatch.setenv("CORS_ORIGINS", "hunter2-secret,https://app.example/cb?token=s3cr3t")
+    settings = load_settings()
+    assert settings.cors_origin_list == ["https://app.example"]
+    assert settings.warnings == (
+        "CORS_ORIGINS entry 1 is not an origin such as https://my-app.vercel.app (http or "
+        "https, then the host); it is ignored.",
+        "CORS_ORIGINS entry 2 has a path (or a query); browsers send only the origin, so "
+        "https://app.example is used.",
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "problem"),
     [

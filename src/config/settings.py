@@ -224,10 +224,13 @@ _ORIGIN = re.compile(
 
 
 def _cors_origins(raw: str) -> tuple[list[str], list[str]]:
-    """The normalised origins and the warnings about entries that are not origins."""
+    """The normalised origins and the warnings about entries that are not origins. An
+    entry is named by its position, never quoted: it may be a secret pasted into the
+    wrong variable (an origin found in it is shown: a scheme and a host name)."""
     origins: list[str] = []
     warnings: list[str] = []
-    for entry in (e.strip().strip("'\"").strip() for e in raw.split(",")):
+    entries = [e.strip().strip("'\"").strip() for e in raw.split(",")]
+    for number, entry in enumerate(entries, start=1):
         if not entry:
             continue
         if entry == "*":
@@ -236,7 +239,7 @@ def _cors_origins(raw: str) -> tuple[list[str], list[str]]:
         match = _ORIGIN.fullmatch(entry)
         if match is None:
             warnings.append(
-                f"CORS_ORIGINS entry {entry[:80]!r} is not an origin such as "
+                f"CORS_ORIGINS entry {number} is not an origin such as "
                 "https://my-app.vercel.app (http or https, then the host); it is ignored."
             )
             continue
@@ -244,8 +247,8 @@ def _cors_origins(raw: str) -> tuple[list[str], list[str]]:
         # Browsers send the origin alone; an address bar copied whole adds "/" or a path.
         if match[4] and match[4] != "/":
             warnings.append(
-                f"CORS_ORIGINS entry {entry[:80]!r} has a path; browsers send only the "
-                f"origin, so {origin} is used."
+                f"CORS_ORIGINS entry {number} has a path (or a query); browsers send only "
+                f"the origin, so {origin} is used."
             )
         if origin not in origins:
             origins.append(origin)
