@@ -132,8 +132,9 @@ def _agreeing(status: StatusFilter, completed: bool | None) -> StatusFilter:
 
 
 async def json_body(request: Request, model: type[M], *, required: bool = True) -> M | None:
-    """The body as `model` (None when optional and absent): strict JSON (src.http.json_body),
-    then the model's validation, each failure a RequestValidationError at `("body", …)`."""
+    """The body as `model` (None when optional and absent; a JSON `null` is not absent):
+    strict JSON (src.http.json_body), then the model's validation, each failure a
+    RequestValidationError at `("body", …)`."""
     raw = await request.body()
     if not raw:
         if required:
@@ -162,8 +163,8 @@ async def json_body(request: Request, model: type[M], *, required: bool = True) 
                 }
             ]
         ) from None
-    if data is None and not required:
-        return None
+    # A `null` body is refused even where the body is optional: it is not "no body", and
+    # taking it as one would toggle a task whose client meant to set it.
     if not isinstance(data, dict):
         raise _not_an_object(f"the body is JSON {_json_kind(data)}, not an object")
     try:
@@ -225,10 +226,8 @@ def parameters(*, task_id: bool = False, listing: bool = False) -> list[dict[str
 def request_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
     """The operation's requestBody (its schema in components, see src.http.openapi)."""
     reference: dict[str, Any] = {"$ref": f"#/components/schemas/{model.__name__}"}
-    if not required:
-        schema = {"anyOf": [reference, {"type": "null"}], "title": "Body"}
-        return {"content": {"application/json": {"schema": schema}}}
-    return {"content": {"application/json": {"schema": reference}}, "required": True}
+    # An optional body may be left out, not sent as `null` (json_body refuses that).
+    return {"content": {"application/json": {"schema": reference}}, "required": required}
 
 
 def operation(
