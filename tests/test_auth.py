@@ -214,7 +214,8 @@ def test_configured_mode_is_described(tmp_path: Path) -> None:
         assert status_of(client, make_token()).status_code == 200
     assert mode["mode"] == "configured"
     assert mode["secret_file"] is None
-    assert "BETTER_AUTH_SECRET" in mode["description"]
+    # The variable that was set, not its alias (it said BETTER_AUTH_SECRET).
+    assert "Tokens are checked with JWT_SECRET (HS256)" in mode["description"]
     assert TEST_SECRET not in json.dumps(mode)
     assert not (tmp_path / SECRET_FILENAME).exists()
 
@@ -419,6 +420,27 @@ def test_token_cli_with_configured_secret_and_refusals(tmp_path: Path) -> None:
     bad_ttl = run_token_cli(tmp_path, "--user", "bob", "--ttl", "forever", JWT_SECRET=TEST_SECRET)
     assert bad_ttl.returncode == 2
     assert "--ttl" in bad_ttl.stderr
+
+
+def test_token_cli_names_the_secret_setting_it_signed_with(tmp_path: Path) -> None:
+    """With JWT_SECRET set it said "signed with BETTER_AUTH_SECRET"."""
+    other = "another-secret-" + "y" * 40
+    for env, used, secret in (
+        ({"JWT_SECRET": TEST_SECRET}, "JWT_SECRET", TEST_SECRET),
+        ({"BETTER_AUTH_SECRET": TEST_SECRET}, "BETTER_AUTH_SECRET", TEST_SECRET),
+        # Both: BETTER_AUTH_SECRET wins, for the value and in the message.
+        (
+            {"JWT_SECRET": other, "BETTER_AUTH_SECRET": TEST_SECRET},
+            "BETTER_AUTH_SECRET",
+            TEST_SECRET,
+        ),
+    ):
+        result = run_token_cli(tmp_path, "--user", "bob", **env)
+        assert result.returncode == 0, result.stderr
+        # Standard output is the token alone; the rest is on standard error.
+        assert result.stdout.count("\n") == 1, result.stdout
+        assert jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])["sub"] == "bob"
+        assert result.stderr.strip().endswith(f"signed with {used}."), (env, result.stderr)
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")

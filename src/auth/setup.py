@@ -115,12 +115,13 @@ def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
         redactor.add(secret)
         if len(secret.encode()) < MIN_SECRET_LENGTH:
             logger.warning(
-                "BETTER_AUTH_SECRET is shorter than %d bytes; use a longer random secret "
+                "%s is shorter than %d bytes; use a longer random secret "
                 "(openssl rand -base64 32).",
+                settings.secret_setting,
                 MIN_SECRET_LENGTH,
             )
         also = f" and {algorithms} tokens with the JWKS at {public_url(jwks.url)}" if jwks else ""
-        description = f"Tokens are checked with BETTER_AUTH_SECRET (HS256){also}."
+        description = f"Tokens are checked with {settings.secret_setting} (HS256){also}."
         mode: dict[str, Any] = {
             "mode": "configured",
             "description": description,

@@ -44,7 +44,7 @@ def token(*, user: str, ttl: str) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     secret = configured_secret(settings)
-    source = "BETTER_AUTH_SECRET"
+    source = settings.secret_setting
     if secret is None:
         if jwks_url(settings) is not None:
             print(

@@ -48,6 +48,7 @@ _SECRET_FIELDS = frozenset(
         "database_url",
         "pgpassword",
         "better_auth_secret",
+        "jwt_secret",
         "sqlite_replica_url",
         "aws_secret_access_key",
         "litestream_secret_access_key",
@@ -98,6 +99,9 @@ class Settings(BaseSettings):
     better_auth_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("better_auth_secret", "jwt_secret")
     )
+    # The same value when JWT_SECRET is what gave it: read only so that messages name the
+    # variable the deployer set (`secret_setting`); the sources merge the two names above.
+    jwt_secret: SecretStr | None = None
     better_auth_url: str | None = None
     better_auth_jwks_url: str | None = None
     better_auth_issuer: str | None = None
@@ -202,6 +206,15 @@ class Settings(BaseSettings):
         if self.pghost and self.pghost.strip():
             return _url_from_libpq_env(self), LIBPQ_SOURCE
         return self.database_url, "DATABASE_URL"
+
+    @property
+    def secret_setting(self) -> str:
+        """The variable the HS256 secret (`better_auth_secret`) was read from, for
+        messages: `"JWT_SECRET"`, else `"BETTER_AUTH_SECRET"` (which wins when both are
+        set to different values, as it does for the value itself)."""
+        if self.jwt_secret is not None and self.jwt_secret == self.better_auth_secret:
+            return "JWT_SECRET"
+        return "BETTER_AUTH_SECRET"
 
     @property
     def secret_values(self) -> tuple[str, ...]:
