@@ -16,9 +16,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from src.auth.dependencies import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, bearer_token
+from src.auth.dependencies import bearer_token
+from src.auth.user_id import USER_ID, USER_ID_RULE
 from src.http.errors import ApiError
 from src.http.json_body import loads_strict
 from src.schemas.task_query import LIMIT_MAX, LIST_QUERY_PARAMETER, MAX_OFFSET
@@ -28,12 +29,6 @@ M = TypeVar("M", bound=BaseModel)
 
 USER_ID_DESCRIPTION = (
     f"The user whose tasks these are; must be the token's user. It {USER_ID_RULE}."
-)
-_USER_ID: TypeAdapter[str] = TypeAdapter(
-    Annotated[
-        str,
-        StringConstraints(min_length=1, max_length=USER_ID_MAX, pattern=USER_ID_PATTERN),
-    ]
 )
 _STATUS: TypeAdapter[StatusFilter] = TypeAdapter(StatusFilter)
 _COMPLETED: TypeAdapter[bool | None] = TypeAdapter(bool | None)
@@ -71,7 +66,7 @@ async def authorized_user(request: Request) -> str:
     current = await bearer_token(request)
     raw = request.path_params["user_id"]
     try:
-        user_id = _USER_ID.validate_python(raw)
+        user_id = USER_ID.validate_python(raw)
     except ValidationError as error:
         raise RequestValidationError(
             [
@@ -207,7 +202,7 @@ def parameters(*, task_id: bool = False, listing: bool = False) -> list[dict[str
                 "schema": {"type": "string", "title": "Task Id"},
             }
         )
-    user_schema = {**_USER_ID.json_schema(), "title": "User Id"}
+    user_schema = {**USER_ID.json_schema(), "title": "User Id"}
     user_schema["description"] = USER_ID_DESCRIPTION
     documented.append(
         {
