@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import pytest
@@ -214,7 +215,8 @@ def test_configured_mode_is_described(tmp_path: Path) -> None:
         assert status_of(client, make_token()).status_code == 200
     assert mode["mode"] == "configured"
     assert mode["secret_file"] is None
-    assert "BETTER_AUTH_SECRET" in mode["description"]
+    # The variable that was set, not its alias (it said BETTER_AUTH_SECRET).
+    assert "Tokens are checked with JWT_SECRET (HS256)" in mode["description"]
     assert TEST_SECRET not in json.dumps(mode)
     assert not (tmp_path / SECRET_FILENAME).exists()
 
@@ -419,6 +421,63 @@ def test_token_cli_with_configured_secret_and_refusals(tmp_path: Path) -> None:
     bad_ttl = run_token_cli(tmp_path, "--user", "bob", "--ttl", "forever", JWT_SECRET=TEST_SECRET)
     assert bad_ttl.returncode == 2
     assert "--ttl" in bad_ttl.stderr
+
+
+def test_token_cli_names_the_secret_setting_it_signed_with(tmp_path: Path) -> None:
+    """With JWT_SECRET set it said "signed with BETTER_AUTH_SECRET"."""
+    other = "another-secret-" + "y" * 40
+    for env, used, secret in (
+        ({"JWT_SECRET": TEST_SECRET}, "JWT_SECRET", TEST_SECRET),
+        ({"BETTER_AUTH_SECRET": TEST_SECRET}, "BETTER_AUTH_SECRET", TEST_SECRET),
+        # Both: BETTER_AUTH_SECRET wins, for the value and in the message.
+        (
+            {"JWT_SECRET": other, "BETTER_AUTH_SECRET": TEST_SECRET},
+            "BETTER_AUTH_SECRET",
+            TEST_SECRET,
+        ),
+    ):
+        result = run_token_cli(tmp_path, "--user", "bob", **env)
+        assert result.returncode == 0, result.stderr
+        # Standard output is the token alone; the rest is on standard error.
+        assert result.stdout.count("\n") == 1, result.stdout
+        assert jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])["sub"] == "bob"
+        assert result.stderr.strip().endswith(f"signed with {used}."), (env, result.stderr)
+
+
+def test_token_cli_refuses_user_ids_no_request_path_accepts(tmp_path: Path) -> None:
+    """`token --user 'a/b'` minted a token that no request could use."""
+    candidates = {
+        "a/b": False,
+        " alice": False,
+        "alice\u3000": False,  # ideographic space: Unicode White_Space, as on the API
+        "a\tb": False,
+        "a\x7fb": False,
+        "x" * 256: False,
+        "": False,
+        "a b": True,
+        "user@example.com": True,
+        "x" * 255: True,
+    }
+    settings = make_settings(tmp_path, jwt_secret=TEST_SECRET)
+    with running_app(settings) as (_, client):
+        wait_ready(client)
+        for user, usable in candidates.items():
+            result = run_token_cli(tmp_path, "--user", user, JWT_SECRET=TEST_SECRET)
+            path = f"/api/{quote(user, safe='')}/tasks"
+            if usable:
+                assert result.returncode == 0, (user, result.stderr)
+                token = result.stdout.strip()
+                response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+                assert response.status_code == 200, (user, response.text)
+                continue
+            assert result.returncode == 2, (user, result.stdout)
+            assert result.stdout == ""
+            assert "--user must be 1 to 255 characters, without surrounding whitespace" in (
+                result.stderr
+            )
+            # The API refuses the same id in its paths (with any token).
+            response = client.get(path, headers=bearer("alice"))
+            assert response.status_code in (400, 404), (user, response.text)
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")

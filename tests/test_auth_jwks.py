@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from src.auth.issuer import jwks_url_for, origin_of, resolve_issuer
+from src.auth.issuer import jwks_url_for, resolve_issuer
 from src.auth.jwks import JwksCache
 from src.auth.secret import SECRET_FILENAME
 from src.auth.tokens import InvalidToken, KeysUnavailable
+from src.config.origins import origin_of
 from tests.conftest import TEST_SECRET, make_settings, make_token, running_app, wait_ready
 
 # -- a JWKS endpoint and keys ------------------------------------------------------
@@ -320,7 +321,8 @@ def test_invalid_urls_are_ignored(tmp_path: Path) -> None:
         assert "not checked" in app.state.auth_mode["description"]
     issuer = resolve_issuer(settings)
     assert issuer.jwks_url is None
-    assert len(issuer.warnings) == 2
+    assert issuer.ignored == ("BETTER_AUTH_URL", "BETTER_AUTH_JWKS_URL")
+    assert len(settings.warnings) == 2
 
 
 # -- the pieces ------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from schemathesis.python import asgi as schemathesis_asgi
 
 import src.application
 from src.application import create_app
-from src.auth.dependencies import USER_ID_PATTERN
+from src.auth.user_id import USER_ID_PATTERN
 from src.schemas.tasks import TITLE_PATTERN, TaskCreate
 from src.schemas.text import WHITESPACE, WHITESPACE_CLASS
 from tests.conftest import TEST_SECRET, make_settings, make_token, running_app

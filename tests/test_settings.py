@@ -149,6 +149,58 @@ def test_cors_entry_that_cannot_be_an_origin_is_warned_about(
     assert all("is not an origin" in w for w in settings.warnings)
 
 
+def test_cors_warnings_never_quote_an_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A secret pasted into the wrong variable, and a URL whose query holds a token.
+    monkeypatch.setenv("CORS_ORIGINS", "hunter2-secret,https://app.example/cb?token=s3cr3t")
+    settings = load_settings()
+    assert settings.cors_origin_list == ["https://app.example"]
+    assert settings.warnings == (
+        "CORS_ORIGINS entry 1 is not an origin such as https://my-app.vercel.app (http or "
+        "https, then the host); it is ignored.",
+        "CORS_ORIGINS entry 2 has a path (or a query); browsers send only the origin, so "
+        "https://app.example is used.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("not a url", "it does not start with http:// or https://"),
+        ("localhost:3000", "it does not start with http:// or https://"),
+        ("file:///etc/passwd", "it does not start with http:// or https://"),
+        ("https://", "it has no host name after the scheme"),
+        ("https://app.example:99999", "it is not a well-formed URL (check the host and the port)"),
+        ("http://[::1", "it is not a well-formed URL (check the host and the port)"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [
+        ("BETTER_AUTH_URL", "https://my-app.vercel.app"),
+        ("BETTER_AUTH_JWKS_URL", "https://my-app.vercel.app/api/auth/jwks"),
+    ],
+)
+def test_better_auth_urls_that_are_not_urls_are_settings_warnings(
+    monkeypatch: pytest.MonkeyPatch, name: str, example: str, value: str, problem: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    warnings = load_settings().warnings
+    assert warnings == (
+        f"{name} is not an http(s) URL such as {example}: {problem}; it is ignored.",
+    )
+
+
+@pytest.mark.parametrize(
+    "value", ["https://my-app.vercel.app", " 'http://localhost:3000/' ", "HTTPS://A.example:8443"]
+)
+def test_better_auth_urls_that_are_urls_give_no_warning(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("BETTER_AUTH_URL", value)
+    monkeypatch.setenv("BETTER_AUTH_JWKS_URL", value)
+    assert load_settings().warnings == ()
+
+
 def test_reading_a_setting_twice_adds_no_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FALLBACK_DATABASE_URL", "postgres://x@h/db")
     settings = load_settings()

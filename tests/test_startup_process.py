@@ -123,3 +123,53 @@ def test_settings_warnings_are_logged_once_at_start(tmp_path: Path) -> None:
         logged = [line for line in lines if line.endswith(warning)]
         assert len(logged) == 1, (warning, lines)
         assert " WARNING " in logged[0], logged
+
+
+def test_an_invalid_better_auth_url_is_a_settings_warning_everywhere(tmp_path: Path) -> None:
+    """An invalid BETTER_AUTH_URL was one log line, quoting the value; /config/database,
+    doctor and the status page (which said "set BETTER_AUTH_URL") did not know."""
+    # A secret pasted into the wrong variable: it must not be echoed anywhere.
+    pasted = "sk_live_Xq9PastedSecret7"
+    env = clean_env(
+        HOME=str(tmp_path / "home"),
+        SQLITE_PATH=str(tmp_path / "todo.db"),
+        BETTER_AUTH_URL=pasted,
+        BETTER_AUTH_JWKS_URL=f"ftp://{pasted}",
+    )
+    with run_server(env, cwd=tmp_path) as server, server.client() as client:
+        server.wait_ready()
+        report = client.get("/config/database")
+        status = client.get("/", headers={"Accept": "application/json"})
+        bodies = report.text + status.text + client.get("/").text
+    warnings = report.json()["settings_warnings"]
+    assert warnings == [
+        "BETTER_AUTH_URL is not an http(s) URL such as https://my-app.vercel.app: it does "
+        "not start with http:// or https://; it is ignored.",
+        "BETTER_AUTH_JWKS_URL is not an http(s) URL such as "
+        "https://my-app.vercel.app/api/auth/jwks: it does not start with http:// or "
+        "https://; it is ignored.",
+    ]
+    description = status.json()["auth"]["description"]
+    assert description.startswith("BETTER_AUTH_URL and BETTER_AUTH_JWKS_URL are set but invalid"), (
+        description
+    )
+    assert "set BETTER_AUTH_URL" not in description
+    assert "correct BETTER_AUTH_URL" in description
+    logs = server.logs()
+    lines = logs.splitlines()
+    for warning in warnings:
+        assert len([line for line in lines if line.endswith(warning)]) == 1, lines
+    assert pasted not in logs
+    assert pasted not in bodies
+    doctor = subprocess.run(
+        [sys.executable, "-m", "src", "doctor"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Settings warnings:" in doctor.stdout, doctor.stdout
+    for warning in warnings:
+        assert f"  - {warning}" in doctor.stdout
+    assert pasted not in doctor.stdout + doctor.stderr

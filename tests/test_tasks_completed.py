@@ -130,3 +130,45 @@ def test_completed_is_documented(client: TestClient) -> None:
     query = next(p for p in parameters if p["name"] == "query")["schema"]
     assert query["properties"]["completed"]["type"] == "boolean"
     assert "not" in query  # status and completed disagreeing
+
+
+def test_a_null_never_toggles(client: TestClient) -> None:
+    """PATCH …/complete took a `null` body, and `{"completed": null}`, as no body and
+    toggled, while PUT and POST refused the same nulls."""
+    task = client.post(TASKS, json={"title": "t"}, headers=ALICE).json()
+    url = f"{TASKS}/{task['id']}"
+    json_headers = {**ALICE, "Content-Type": "application/json"}
+    refused = {
+        body: client.patch(f"{url}/complete", content=body, headers=json_headers)
+        for body in (b"null", b'{"completed": null}')
+    }
+    # The same 400s as the other routes give for the same nulls.
+    same = {
+        b"null": client.post(TASKS, content=b"null", headers=json_headers),
+        b'{"completed": null}': client.put(
+            url, content=b'{"completed": null}', headers=json_headers
+        ),
+    }
+    for body, response in refused.items():
+        assert response.status_code == 400, (body, response.text)
+        assert response.json() == same[body].json(), body
+        assert response.json()["code"] == "VALIDATION_ERROR"
+        assert response.json()["details"]["fields"], body
+    assert client.get(url, headers=ALICE).json() == task  # not flipped, not touched
+    # No body and `{}` still toggle.
+    assert client.patch(f"{url}/complete", headers=ALICE).json()["completed"] is True
+    toggled = client.patch(f"{url}/complete", content=b"{}", headers=json_headers)
+    assert toggled.json()["completed"] is False
+
+
+def test_the_completion_body_is_documented_without_null(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/api/{user_id}/tasks/{task_id}/complete"]["patch"]
+    body = operation["requestBody"]
+    assert body["required"] is False  # no body: toggle
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TaskCompletion"
+    }
+    completion = schema["components"]["schemas"]["TaskCompletion"]
+    assert completion["properties"]["completed"]["type"] == "boolean"
+    assert "anyOf" not in completion["properties"]["completed"]

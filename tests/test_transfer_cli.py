@@ -209,6 +209,29 @@ def test_a_batch_the_target_refuses_stops_the_copy_and_a_rerun_completes(
         assert stored_tasks(my) == tasks
 
 
+def test_counts_of_one_are_said_in_the_singular(tmp_path: Path) -> None:
+    """`import` of a file with one bad line said "has 1 invalid lines"; `export` of one
+    task, "Exported 1 tasks"."""
+    good, other = make_tasks(2)
+    bad_file = tmp_path / "bad.jsonl"
+    bad_file.write_bytes(line(good) + b"\n" + line(other, title="   ") + b"\n")
+    refused = cli(tmp_path, "import", str(bad_file))
+    assert refused.returncode == 2, err(refused)
+    assert "has 1 invalid line. Fix it and run the import again:" in err(refused), err(refused)
+    one_file = tmp_path / "one.jsonl"
+    one_file.write_bytes(line(good) + b"\n")
+    imported = cli(tmp_path, "import", str(one_file))
+    assert imported.returncode == 0, err(imported)
+    assert "Merged the 1 task of" in err(imported), err(imported)
+    exported = cli(tmp_path, "export", "--output", str(tmp_path / "out.jsonl"))
+    assert exported.returncode == 0, err(exported)
+    assert "Exported 1 task from" in err(exported), err(exported)
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    copied = cli(tmp_path, "copy", "--to", target)
+    assert copied.returncode == 0, err(copied)
+    assert "Copied 1 task from" in err(copied), err(copied)
+
+
 def test_bad_lines_are_refused_by_number_and_nothing_is_written(
     tmp_path: Path, pg_url: str
 ) -> None:

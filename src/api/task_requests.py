@@ -16,9 +16,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from src.auth.dependencies import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE, bearer_token
+from src.auth.dependencies import bearer_token
+from src.auth.user_id import USER_ID, USER_ID_RULE
 from src.http.errors import ApiError
 from src.http.json_body import loads_strict
 from src.schemas.task_query import LIMIT_MAX, LIST_QUERY_PARAMETER, MAX_OFFSET
@@ -28,12 +29,6 @@ M = TypeVar("M", bound=BaseModel)
 
 USER_ID_DESCRIPTION = (
     f"The user whose tasks these are; must be the token's user. It {USER_ID_RULE}."
-)
-_USER_ID: TypeAdapter[str] = TypeAdapter(
-    Annotated[
-        str,
-        StringConstraints(min_length=1, max_length=USER_ID_MAX, pattern=USER_ID_PATTERN),
-    ]
 )
 _STATUS: TypeAdapter[StatusFilter] = TypeAdapter(StatusFilter)
 _COMPLETED: TypeAdapter[bool | None] = TypeAdapter(bool | None)
@@ -71,7 +66,7 @@ async def authorized_user(request: Request) -> str:
     current = await bearer_token(request)
     raw = request.path_params["user_id"]
     try:
-        user_id = _USER_ID.validate_python(raw)
+        user_id = USER_ID.validate_python(raw)
     except ValidationError as error:
         raise RequestValidationError(
             [
@@ -132,8 +127,9 @@ def _agreeing(status: StatusFilter, completed: bool | None) -> StatusFilter:
 
 
 async def json_body(request: Request, model: type[M], *, required: bool = True) -> M | None:
-    """The body as `model` (None when optional and absent): strict JSON (src.http.json_body),
-    then the model's validation, each failure a RequestValidationError at `("body", …)`."""
+    """The body as `model` (None when optional and absent; a JSON `null` is not absent):
+    strict JSON (src.http.json_body), then the model's validation, each failure a
+    RequestValidationError at `("body", …)`."""
     raw = await request.body()
     if not raw:
         if required:
@@ -162,8 +158,8 @@ async def json_body(request: Request, model: type[M], *, required: bool = True) 
                 }
             ]
         ) from None
-    if data is None and not required:
-        return None
+    # A `null` body is refused even where the body is optional: it is not "no body", and
+    # taking it as one would toggle a task whose client meant to set it.
     if not isinstance(data, dict):
         raise _not_an_object(f"the body is JSON {_json_kind(data)}, not an object")
     try:
@@ -206,7 +202,7 @@ def parameters(*, task_id: bool = False, listing: bool = False) -> list[dict[str
                 "schema": {"type": "string", "title": "Task Id"},
             }
         )
-    user_schema = {**_USER_ID.json_schema(), "title": "User Id"}
+    user_schema = {**USER_ID.json_schema(), "title": "User Id"}
     user_schema["description"] = USER_ID_DESCRIPTION
     documented.append(
         {
@@ -225,10 +221,8 @@ def parameters(*, task_id: bool = False, listing: bool = False) -> list[dict[str
 def request_body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
     """The operation's requestBody (its schema in components, see src.http.openapi)."""
     reference: dict[str, Any] = {"$ref": f"#/components/schemas/{model.__name__}"}
-    if not required:
-        schema = {"anyOf": [reference, {"type": "null"}], "title": "Body"}
-        return {"content": {"application/json": {"schema": schema}}}
-    return {"content": {"application/json": {"schema": reference}}, "required": True}
+    # An optional body may be left out, not sent as `null` (json_body refuses that).
+    return {"content": {"application/json": {"schema": reference}}, "required": required}
 
 
 def operation(

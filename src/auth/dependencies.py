@@ -13,22 +13,9 @@ from fastapi.security import HTTPBearer
 
 from src.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 from src.http.errors import ApiError
-from src.schemas.text import WHITESPACE_CLASS
 
-USER_ID_MAX = 255
 # Seconds: a failed key fetch is retried after a second (src.auth.jwks).
 AUTH_RETRY_AFTER = "2"
-# No surrounding whitespace (MariaDB compares 'a' and 'a ' as equal) and no control
-# characters: such ids could not be compared identically on every database. No `/`:
-# servers decode `%2F` before routing, so such an id could never be addressed.
-_EDGE = rf"[^{WHITESPACE_CLASS}\x00-\x1f\x7f/]"
-_INNER = r"[^\x00-\x1f\x7f/]"
-USER_ID_PATTERN = rf"^(?:{_EDGE}|{_EDGE}{_INNER}*{_EDGE})$"
-# The pattern in words, for error messages (pydantic's would quote the regex itself).
-USER_ID_RULE = (
-    f"must be 1 to {USER_ID_MAX} characters, without surrounding whitespace, control "
-    "characters or '/'"
-)
 
 
 def _unauthorized(message: str, *, expired: bool = False, invalid: bool = True) -> ApiError:

@@ -14,47 +14,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from src.config.settings import Settings
+from src.config.origins import cleaned, origin_of, url_setting_problem
+from src.config.settings import BETTER_AUTH_URL_EXAMPLES, Settings
 
 BASE_PATH = "/api/auth"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
 class TokenIssuer:
     """`jwks_url`: where the keys are (None: no JWKS). `issuer` / `audiences`: what a
-    token's `iss` / `aud` must be (None / empty: not checked). `warnings`: settings that
-    were ignored, as sentences for the log."""
+    token's `iss` / `aud` must be (None / empty: not checked). `ignored`: the URL settings
+    that are set but unusable, by name (`BETTER_AUTH_URL`); the settings' own warnings say
+    why."""
 
     jwks_url: str | None
     issuer: str | None
     audiences: tuple[str, ...]
-    warnings: tuple[str, ...] = ()
-
-
-def cleaned(raw: str | None) -> str | None:
-    """A pasted value without surrounding whitespace or quotes; None when nothing is left."""
-    value = (raw or "").strip().strip("'\"").strip()
-    return value or None
-
-
-def origin_of(url: str) -> str | None:
-    """`scheme://host[:port]` as a browser (and Better Auth) writes it: lower case, no
-    default port, no path. None when `url` is not an absolute http(s) URL."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if scheme not in _DEFAULT_PORTS or not host:
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        host = f"{host}:{port}"
-    return f"{scheme}://{host}"
+    ignored: tuple[str, ...] = ()
 
 
 def jwks_url_for(base_url: str) -> str | None:
@@ -68,20 +44,17 @@ def jwks_url_for(base_url: str) -> str | None:
 
 
 def resolve_issuer(settings: Settings) -> TokenIssuer:
-    """Never raises: an unusable value is left out and explained in `warnings`."""
-    warnings: list[str] = []
+    """Never raises: an unusable URL is left out and named in `ignored` (the warning
+    itself is one of `settings.warnings`, from the same check)."""
+    ignored = tuple(
+        name
+        for name, example in BETTER_AUTH_URL_EXAMPLES.items()
+        if url_setting_problem(name, getattr(settings, name.lower()), example) is not None
+    )
     base = cleaned(settings.better_auth_url)
-    base_origin = None
-    if base is not None:
-        base_origin = origin_of(base)
-        if base_origin is None:
-            warnings.append(
-                f"BETTER_AUTH_URL {base[:80]!r} is not an http(s) URL such as "
-                "https://my-app.vercel.app; it is ignored."
-            )
+    base_origin = origin_of(base) if base is not None else None
     jwks = cleaned(settings.better_auth_jwks_url)
     if jwks is not None and origin_of(jwks) is None:
-        warnings.append("BETTER_AUTH_JWKS_URL is not an http(s) URL; it is ignored.")
         jwks = None
     if jwks is None and base is not None and base_origin is not None:
         jwks = jwks_url_for(base)
@@ -91,4 +64,4 @@ def resolve_issuer(settings: Settings) -> TokenIssuer:
         audiences = tuple(a for a in (cleaned(p) for p in audience.split(",")) if a)
     else:
         audiences = (base_origin,) if base_origin else ()
-    return TokenIssuer(jwks, issuer, audiences, tuple(warnings))
+    return TokenIssuer(jwks, issuer, audiences, ignored)

@@ -56,6 +56,11 @@ def build_jwks(url: str | None) -> JwksCache | None:
 def describe_checks(issuer: TokenIssuer) -> str:
     """What the `iss`/`aud` checks are, as a sentence for the status page."""
     if issuer.issuer is None and not issuer.audiences:
+        if "BETTER_AUTH_URL" in issuer.ignored:
+            return (
+                "The 'iss' and 'aud' claims are not checked: correct BETTER_AUTH_URL (your "
+                "Better Auth base URL) to check them."
+            )
         return (
             "The 'iss' and 'aud' claims are not checked: set BETTER_AUTH_URL (your Better "
             "Auth base URL) to check them."
@@ -69,6 +74,17 @@ def describe_checks(issuer: TokenIssuer) -> str:
     return (
         f"Claims: {iss} and {aud} (required on JWKS tokens; checked on HS256 tokens "
         "that carry them)."
+    )
+
+
+def describe_ignored(issuer: TokenIssuer) -> str:
+    """The URL settings that are set but invalid, as a sentence for the status page (the
+    value itself is never shown: it may be a secret pasted into the wrong variable)."""
+    names = " and ".join(issuer.ignored)
+    verb = "is" if len(issuer.ignored) == 1 else "are"
+    return (
+        f"{names} {verb} set but invalid (not an http(s) URL), so ignored; "
+        "/config/database says what is wrong."
     )
 
 
@@ -90,9 +106,8 @@ def build_auth(settings: Settings, location: SqliteLocation | None = None) -> Au
 
 
 def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
+    # An unusable URL setting is logged with the other settings warnings, at start.
     issuer = resolve_issuer(settings)
-    for warning in issuer.warnings:
-        logger.warning("%s", warning)
     jwks = build_jwks(issuer.jwks_url)
     algorithms = ", ".join(JWKS_ALGORITHMS)
     secret = configured_secret(settings)
@@ -100,12 +115,13 @@ def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
         redactor.add(secret)
         if len(secret.encode()) < MIN_SECRET_LENGTH:
             logger.warning(
-                "BETTER_AUTH_SECRET is shorter than %d bytes; use a longer random secret "
+                "%s is shorter than %d bytes; use a longer random secret "
                 "(openssl rand -base64 32).",
+                settings.secret_setting,
                 MIN_SECRET_LENGTH,
             )
         also = f" and {algorithms} tokens with the JWKS at {public_url(jwks.url)}" if jwks else ""
-        description = f"Tokens are checked with BETTER_AUTH_SECRET (HS256){also}."
+        description = f"Tokens are checked with {settings.secret_setting} (HS256){also}."
         mode: dict[str, Any] = {
             "mode": "configured",
             "description": description,
@@ -158,6 +174,9 @@ def _build_auth(settings: Settings, location: SqliteLocation | None) -> Auth:
                 MINT_HINT,
             )
     mode["description"] = f"{mode['description']} {describe_checks(issuer)}"
+    if issuer.ignored:
+        # First: without it the page reads as if the setting had never been made.
+        mode["description"] = f"{describe_ignored(issuer)} {mode['description']}"
     logger.info("Auth: %s", mode["description"])
     expected = ExpectedOrigin(issuer.issuer, issuer.audiences)
     return Auth(TokenVerifier(secret=secret, jwks=jwks, expected=expected), mode, secret)

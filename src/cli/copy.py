@@ -29,6 +29,7 @@ from src.cli.databases import (
 from src.cli.reporting import Progress, report_conflicts, summary
 from src.config.settings import Settings, load_settings
 from src.core.logging import configure_logging
+from src.core.plural import counted
 from src.database.transfer import TransferFailed, TransferReport, copy_tasks
 
 
@@ -53,13 +54,14 @@ def copy(*, to: str, source: str | None, batch_size: int) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print(
-            f"Interrupted after {report.read} tasks; every batch written is complete. Run the "
-            "same command again to finish: tasks already copied are left as they are.",
+            f"Interrupted after {counted(report.read, 'task')}; every batch written is "
+            "complete. Run the same command again to finish: tasks already copied are left as "
+            "they are.",
             file=sys.stderr,
         )
         return 1
     print(
-        f"Copied {report.read} tasks from {origin.label} to {target.label} in "
+        f"Copied {counted(report.read, 'task')} from {origin.label} to {target.label} in "
         f"{report.seconds:.1f} s: {summary(report)}.",
         file=sys.stderr,
     )
@@ -109,6 +111,6 @@ def _copy(
         cause = failed.__cause__ or failed
         raise CommandError(
             f"{'Reading' if side is origin else 'Writing'} {side.label} failed after "
-            f"{failed.report.read} tasks (those are copied, each batch whole): "
+            f"{counted(failed.report.read, 'task')} (those are copied, each batch whole): "
             f"{side.failure(cause)} Run the same command again to finish."
         ) from failed

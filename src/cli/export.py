@@ -30,6 +30,7 @@ from src.cli.databases import (
 from src.cli.reporting import Progress
 from src.config.settings import load_settings
 from src.core.logging import configure_logging
+from src.core.plural import counted
 from src.database.transfer import read_batches
 from src.services.task_lines import encode_task
 
@@ -50,7 +51,7 @@ def export(*, output: str | None, force: bool, batch_size: int) -> int:
     except CommandError as error:
         print(error, file=sys.stderr)
         return error.exit_code
-    print(f"Exported {count} tasks from {database.label} to {where}.", file=sys.stderr)
+    print(f"Exported {counted(count, 'task')} from {database.label} to {where}.", file=sys.stderr)
     return 0
 
 
@@ -64,7 +65,8 @@ def _write_all(database: Database, out: IO[bytes], batch_size: int) -> int:
             progress.count(count)
     except sa.exc.SQLAlchemyError as exc:
         raise CommandError(
-            f"Reading {database.label} failed after {count} tasks: {database.failure(exc)}"
+            f"Reading {database.label} failed after {counted(count, 'task')}: "
+            f"{database.failure(exc)}"
         ) from exc
     return count
 

@@ -30,6 +30,7 @@ from src.cli.databases import (
 from src.cli.reporting import Progress, report_conflicts, summary
 from src.config.settings import load_settings
 from src.core.logging import configure_logging
+from src.core.plural import counted
 from src.database.transfer import TransferFailed, TransferReport, in_batches, write_batches
 from src.models.task import TaskRecord
 from src.services.task_lines import LineError, read_tasks
@@ -58,13 +59,14 @@ def import_tasks(*, file: str, batch_size: int) -> int:
     except KeyboardInterrupt:
         done = report.read if report is not None else 0
         print(
-            f"Interrupted after {done} tasks; every batch written is complete. Run the same "
-            "command again to finish: tasks already imported are left as they are.",
+            f"Interrupted after {counted(done, 'task')}; every batch written is complete. "
+            "Run the same command again to finish: tasks already imported are left as they are.",
             file=sys.stderr,
         )
         return 1
     print(
-        f"Merged the {report.read} tasks of {_name(file)} into {db.label}: {summary(report)}.",
+        f"Merged the {counted(report.read, 'task')} of {_name(file)} into {db.label}: "
+        f"{summary(report)}.",
         file=sys.stderr,
     )
     return report_conflicts(report)
@@ -107,8 +109,8 @@ def _validate(stream: IO[bytes], file: str) -> int:
     more = " (stopped there; there may be more)" if len(errors) == MAX_REPORTED else ""
     lines = "\n".join(f"  {error}" for error in errors)
     raise CommandError(
-        f"Nothing was imported: {_name(file)} has {len(errors)} invalid lines{more}. Fix them "
-        f"and run the import again:\n{lines}",
+        f"Nothing was imported: {_name(file)} has {counted(len(errors), 'invalid line')}{more}. "
+        f"Fix {'it' if len(errors) == 1 else 'them'} and run the import again:\n{lines}",
         EXIT_USAGE,
     )
 
@@ -135,7 +137,7 @@ def _write(db: Database, stream: IO[bytes], batch_size: int, report: TransferRep
         if isinstance(cause, CommandError):
             raise cause from None
         raise CommandError(
-            f"Writing to {db.label} failed after {failed.report.read} tasks (those are "
+            f"Writing to {db.label} failed after {counted(failed.report.read, 'task')} (those are "
             f"imported, each batch whole): {db.failure(cause or failed)} Run the same command "
             "again to finish."
         ) from failed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
+from src.core.plural import counted
 from src.database.transfer import TransferReport
 
 INTERVAL_SECONDS = 2.0
@@ -24,7 +25,7 @@ class Progress:
             return
         self._last = now
         rate = done / max(now - self._started, 1e-9)
-        print(f"{self._verb} {done} tasks so far ({rate:.0f} tasks/s)…", file=sys.stderr)
+        print(f"{self._verb} {counted(done, 'task')} so far ({rate:.0f} tasks/s)…", file=sys.stderr)
 
     def report(self, report: TransferReport) -> None:
         self.count(report.read)

@@ -1,8 +1,11 @@
 """`python -m src token --user ID [--ttl 1h]`: print a JWT the server accepts.
 
-Signed with BETTER_AUTH_SECRET when it is set, else with the generated secret from the
-same file the server uses (created now if the server has not run yet). With only a
-JWKS configured there is no secret to sign with: the identity provider mints tokens.
+Only the token goes to standard output (for `TOKEN=$(…)`); what it is valid for, and
+every refusal, goes to standard error. The user id must be one the API's paths accept
+(src.auth.user_id). Signed with BETTER_AUTH_SECRET (or JWT_SECRET) when it is set, else
+with the generated secret from the same file the server uses (created now if the server
+has not run yet). With only a JWKS configured there is no secret to sign with: the
+identity provider mints tokens.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import sys
 
 from src.auth.secret import load_or_create_secret
 from src.auth.setup import configured_secret, jwks_url
-from src.auth.tokens import MAX_SUBJECT_LENGTH, mint_token
+from src.auth.tokens import mint_token
+from src.auth.user_id import USER_ID_RULE, is_user_id
 from src.config.settings import load_settings
 from src.core.logging import configure_logging
 
@@ -35,8 +39,13 @@ def parse_ttl(text: str) -> int:
 def token(*, user: str, ttl: str) -> int:
     settings = load_settings()
     configure_logging("warning", settings.log_format)
-    if not user or len(user) > MAX_SUBJECT_LENGTH or user != user.strip():
-        print("--user must be 1-255 characters without surrounding spaces.", file=sys.stderr)
+    if not is_user_id(user):
+        # A token for such an id would be valid, yet no request path could name its user.
+        print(
+            f"--user {USER_ID_RULE}, as the user id in the API's paths "
+            "(/api/{user_id}/tasks); no request could use a token for this one.",
+            file=sys.stderr,
+        )
         return 2
     try:
         seconds = parse_ttl(ttl)
@@ -44,7 +53,7 @@ def token(*, user: str, ttl: str) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     secret = configured_secret(settings)
-    source = "BETTER_AUTH_SECRET"
+    source = settings.secret_setting
     if secret is None:
         if jwks_url(settings) is not None:
             print(

@@ -26,6 +26,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from src.config.origins import url_setting_problem
+
 APP_NAME = "todo-backend"
 # The project root (the folder holding src/): where ./data and alembic/ are.
 APP_DIR = Path(__file__).resolve().parents[2]
@@ -46,12 +48,19 @@ _SECRET_FIELDS = frozenset(
         "database_url",
         "pgpassword",
         "better_auth_secret",
+        "jwt_secret",
         "sqlite_replica_url",
         "aws_secret_access_key",
         "litestream_secret_access_key",
         "litestream_azure_account_key",
     }
 )
+# The Better Auth settings that must be absolute http(s) URLs, with an example for the
+# warning when one is not (src.auth.issuer ignores such a value).
+BETTER_AUTH_URL_EXAMPLES = {
+    "BETTER_AUTH_URL": "https://my-app.vercel.app",
+    "BETTER_AUTH_JWKS_URL": "https://my-app.vercel.app/api/auth/jwks",
+}
 # Choices are matched case-insensitively: `DATABASE_FALLBACK=Never` means never.
 _CHOICE_FIELDS = frozenset({"database_fallback", "log_level", "log_format", "status_detail"})
 
@@ -90,6 +99,9 @@ class Settings(BaseSettings):
     better_auth_secret: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("better_auth_secret", "jwt_secret")
     )
+    # The same value when JWT_SECRET is what gave it: read only so that messages name the
+    # variable the deployer set (`secret_setting`); the sources merge the two names above.
+    jwt_secret: SecretStr | None = None
     better_auth_url: str | None = None
     better_auth_jwks_url: str | None = None
     better_auth_issuer: str | None = None
@@ -148,6 +160,10 @@ class Settings(BaseSettings):
         model: Settings = handler(data)
         model._warnings.extend(warnings)
         model._warnings.extend(_cors_origins(model.cors_origins)[1])
+        for env, example in BETTER_AUTH_URL_EXAMPLES.items():
+            problem = url_setting_problem(env, getattr(model, env.lower()), example)
+            if problem is not None:
+                model._warnings.append(problem)
         fallback_url = (model.fallback_database_url or "").strip().strip("'\"")
         if fallback_url and not fallback_url.lower().startswith("sqlite:///"):
             model._warnings.append(
@@ -192,6 +208,15 @@ class Settings(BaseSettings):
         return self.database_url, "DATABASE_URL"
 
     @property
+    def secret_setting(self) -> str:
+        """The variable the HS256 secret (`better_auth_secret`) was read from, for
+        messages: `"JWT_SECRET"`, else `"BETTER_AUTH_SECRET"` (which wins when both are
+        set to different values, as it does for the value itself)."""
+        if self.jwt_secret is not None and self.jwt_secret == self.better_auth_secret:
+            return "JWT_SECRET"
+        return "BETTER_AUTH_SECRET"
+
+    @property
     def secret_values(self) -> tuple[str, ...]:
         """Values that must be redacted wherever they might be printed."""
         values = [self.pgpassword or ""]
@@ -212,10 +237,13 @@ _ORIGIN = re.compile(
 
 
 def _cors_origins(raw: str) -> tuple[list[str], list[str]]:
-    """The normalised origins and the warnings about entries that are not origins."""
+    """The normalised origins and the warnings about entries that are not origins. An
+    entry is named by its position, never quoted: it may be a secret pasted into the
+    wrong variable (an origin found in it is shown: a scheme and a host name)."""
     origins: list[str] = []
     warnings: list[str] = []
-    for entry in (e.strip().strip("'\"").strip() for e in raw.split(",")):
+    entries = [e.strip().strip("'\"").strip() for e in raw.split(",")]
+    for number, entry in enumerate(entries, start=1):
         if not entry:
             continue
         if entry == "*":
@@ -224,7 +252,7 @@ def _cors_origins(raw: str) -> tuple[list[str], list[str]]:
         match = _ORIGIN.fullmatch(entry)
         if match is None:
             warnings.append(
-                f"CORS_ORIGINS entry {entry[:80]!r} is not an origin such as "
+                f"CORS_ORIGINS entry {number} is not an origin such as "
                 "https://my-app.vercel.app (http or https, then the host); it is ignored."
             )
             continue
@@ -232,8 +260,8 @@ def _cors_origins(raw: str) -> tuple[list[str], list[str]]:
         # Browsers send the origin alone; an address bar copied whole adds "/" or a path.
         if match[4] and match[4] != "/":
             warnings.append(
-                f"CORS_ORIGINS entry {entry[:80]!r} has a path; browsers send only the "
-                f"origin, so {origin} is used."
+                f"CORS_ORIGINS entry {number} has a path (or a query); browsers send only "
+                f"the origin, so {origin} is used."
             )
         if origin not in origins:
             origins.append(origin)

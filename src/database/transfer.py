@@ -33,6 +33,7 @@ from typing import Literal, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from src.core.plural import counted
 from src.database.engine import SQLITE_WRITE
 from src.database.task_upsert import existing_tasks, write_tasks
 from src.models.task import TaskRecord, tasks_table
@@ -104,7 +105,7 @@ class TransferFailed(Exception):
     """
 
     def __init__(self, side: Literal["source", "target"], report: TransferReport) -> None:
-        super().__init__(f"the {side} database failed after {report.read} tasks")
+        super().__init__(f"the {side} database failed after {counted(report.read, 'task')}")
         self.side = side
         self.report = report
 

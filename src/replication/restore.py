@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from src.core.plural import counted
 from src.replication.binary import Litestream
 from src.replication.config import ReplicaConfig
 from src.replication.failures import Failure, classify, last_error_line, sanitize, timed_out
@@ -131,8 +132,8 @@ def restore_database(config: ReplicaConfig, db_path: Path, litestream: Litestrea
                     start,
                     Failure(
                         "inconsistent",
-                        f"the replica lists {listing.files} files but Litestream restored "
-                        "nothing from them",
+                        f"the replica lists {counted(listing.files, 'file')} but Litestream "
+                        "restored nothing from them",
                     ),
                 )
             return RestoreResult("first_deploy", _ms(start), _now())

@@ -129,6 +129,14 @@ _AGREEING_STATE: dict[str, Any] = {
 }
 
 
+def _refuse_nulls(model: BaseModel, *names: str) -> None:
+    """A field sent as `null` that has no meaning as null: ValueError. Its default is not
+    the same request (on PATCH …/complete, no `completed` toggles)."""
+    for name in names:
+        if name in model.model_fields_set and getattr(model, name) is None:
+            raise ValueError(f"{name} cannot be null")
+
+
 class _WithState(_Request):
     status: TaskStatusValue | SkipJsonSchema[None] = Field(
         default=None, description="`pending` or `completed`; or send `completed` instead."
@@ -139,9 +147,7 @@ class _WithState(_Request):
 
     @model_validator(mode="after")
     def _one_state(self) -> _WithState:
-        for name in ("status", "completed"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
+        _refuse_nulls(self, "status", "completed")
         if (
             self.status is not None
             and self.completed is not None
@@ -199,9 +205,17 @@ class TaskUpdate(_WithState):
 
 
 class TaskCompletion(_Request):
-    """`completed` sets the state (idempotent); without it the state toggles."""
+    """`completed` sets the state (idempotent); without it the state toggles. `null` is
+    refused (400): a client that meant to set the state must not flip it."""
 
-    completed: bool | None = None
+    completed: bool | SkipJsonSchema[None] = Field(
+        default=None, description="The state to set; leave it out to toggle."
+    )
+
+    @model_validator(mode="after")
+    def _not_null(self) -> TaskCompletion:
+        _refuse_nulls(self, "completed")
+        return self
 
 
 class TaskRead(BaseModel):

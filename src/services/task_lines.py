@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from src.auth.dependencies import USER_ID_MAX, USER_ID_PATTERN, USER_ID_RULE
+from src.auth.user_id import USER_ID_RULE, UserId
 from src.models.task import TaskRecord, TaskStatus
 from src.schemas.tasks import Description, TaskStatusValue, Title
 
@@ -89,9 +89,7 @@ class _TaskLine(BaseModel):
     status: TaskStatusValue | None = None
     completed: bool | None = None
     # (Lone surrogates never get this far: the JSON parser refuses them.)
-    user_id: Annotated[
-        str, StringConstraints(min_length=1, max_length=USER_ID_MAX, pattern=USER_ID_PATTERN)
-    ]
+    user_id: UserId
     created_at: _Timestamp
     updated_at: _Timestamp
 
