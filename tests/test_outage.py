@@ -12,14 +12,27 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from src.api.dependencies import DatabaseDep
 from src.application import create_app
-from src.config.settings import LIBPQ_SOURCE
+from src.config.settings import LIBPQ_SOURCE, Settings
 from tests.conftest import make_settings, wait_ready, wait_until
 from tests.pgcluster import PgCluster
+
+
+def _app_with_probe(settings: Settings) -> FastAPI:
+    """The app, plus `/probe/db`: one read through the request path's database layer."""
+    app = create_app(settings)
+
+    @app.get("/probe/db")
+    async def probe(db: DatabaseDep) -> dict[str, int]:
+        one = await db.read(lambda c: c.execute(text("select 1")).scalar_one())
+        return {"one": int(one)}
+
+    return app
 
 
 def test_postgres_stopped_mid_run_gives_fast_503_and_recovers(
@@ -31,12 +44,7 @@ def test_postgres_stopped_mid_run_gives_fast_503_and_recovers(
     settings = make_settings(
         tmp_path, database_url=stoppable_cluster.url(database), database_connect_timeout=2
     )
-    app = create_app(settings)
-
-    @app.get("/probe/db")
-    async def probe(db: DatabaseDep) -> dict[str, int]:
-        one = await db.read(lambda c: c.execute(text("select 1")).scalar_one())
-        return {"one": int(one)}
+    app = _app_with_probe(settings)
 
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
@@ -96,12 +104,7 @@ def test_a_request_failure_names_the_settings_the_url_came_from(
         pgdatabase=database,
         database_connect_timeout=2,
     )
-    app = create_app(settings)
-
-    @app.get("/probe/db")
-    async def probe(db: DatabaseDep) -> dict[str, int]:
-        one = await db.read(lambda c: c.execute(text("select 1")).scalar_one())
-        return {"one": int(one)}
+    app = _app_with_probe(settings)
 
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
