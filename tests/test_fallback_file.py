@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -26,6 +29,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.pgcluster import PgCluster
+from tests.server import ROOT, clean_env
 
 ALICE = bearer("alice")
 
@@ -282,3 +286,88 @@ def test_an_unreadable_replica_does_not_keep_the_primary_from_serving(
         _create(client, "on the primary")
     assert _primary_titles(stoppable_cluster, database) == ["on the primary"]
     assert not (tmp_path / "todo.db").exists()  # nothing restored, nothing created
+
+
+def test_a_hand_over_the_replica_missed_is_shipped_at_the_next_start(
+    tmp_path: Path, stoppable_cluster: PgCluster
+) -> None:
+    """The process died between moving the fallback's tasks and Litestream's final sync:
+    the file on this disk is handed over, its replica is not. The next start ships it, so
+    that a wiped start later does not bring back a task deleted in the primary."""
+    from sqlalchemy import create_engine
+
+    from src.database.engine import create_database_engine
+    from src.database.promotion import move_tasks
+    from src.database.sqlite_locator import locate_for
+
+    database = stoppable_cluster.new_database("todo_unshipped")
+    url = stoppable_cluster.url(database)
+    replica = {"sqlite_replica_url": f"file://{tmp_path}/replica"}
+    stoppable_cluster.stop()
+    try:
+        with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+            assert wait_ready(client)["fallback_active"] is True
+            _create(client, "deleted later")
+            _create(client, "kept")
+    finally:
+        stoppable_cluster.start()
+    # The move as a dying process made it: the file handed over, the replica untold.
+    settings = _settings(tmp_path, url, **replica)
+    migrate = subprocess.run(
+        [sys.executable, "-m", "src", "migrate"],
+        env={**clean_env(HOME=str(tmp_path / "home"), DATABASE_URL=url), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    fallback = create_database_engine(locate_for(settings).url, settings)
+    primary = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        from sqlalchemy.engine import make_url
+
+        assert move_tasks(fallback, primary, make_url(url)).handed_over
+    finally:
+        fallback.dispose()
+        primary.dispose()
+    with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+        assert wait_ready(client)["connection_state"] == "PRIMARY_CONNECTED"
+        listed = client.get("/api/alice/tasks", headers=ALICE).json()
+        gone = next(t["id"] for t in listed if t["title"] == "deleted later")
+        assert client.delete(f"/api/alice/tasks/{gone}", headers=ALICE).status_code == 204
+    _wipe(tmp_path)
+    with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+        report = wait_ready(client)
+        assert report["connection_state"] == "PRIMARY_CONNECTED"
+        assert report["promotion"] is None
+    assert _primary_titles(stoppable_cluster, database) == ["kept"]
+
+
+def test_a_refused_primary_that_becomes_usable_never_takes_the_apps_own_tasks(
+    tmp_path: Path, stoppable_cluster: PgCluster
+) -> None:
+    """The fallback (a file of its own: the app's SQLite file holds its own tasks) stopped
+    serving when the primary answered and refused the migration; when the primary is
+    granted what it needs, only the fallback's tasks move into it — the SQLite database
+    used on purpose before keeps its own."""
+    with running_app(_settings(tmp_path)) as (_, client):
+        wait_ready(client)
+        _create(client, "mine")
+    database = f"todo_granted_{uuid.uuid4().hex[:8]}"
+    role = f"app_{database[-8:]}"
+    with psycopg.connect(stoppable_cluster.admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+    url = f"postgresql://{role}@127.0.0.1:{stoppable_cluster.port}/{database}"
+    with running_app(_settings(tmp_path, url)) as (_, client):
+        assert wait_ready(client)["fallback_active"] is True  # the database is missing
+        _create(client, "during the refusal")
+        with psycopg.connect(stoppable_cluster.admin_url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        with psycopg.connect(stoppable_cluster.admin_url(database), autocommit=True) as conn:
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        wait_state(client, "CONNECTION_ERROR", timeout=60)  # it answers; no migration
+        with psycopg.connect(stoppable_cluster.admin_url(database), autocommit=True) as conn:
+            conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+        wait_state(client, "PRIMARY_CONNECTED", timeout=90)
+    assert _titles_in(tmp_path / "todo.db") == ["mine"]
+    assert _primary_titles(stoppable_cluster, database) == ["during the refusal"]

@@ -14,16 +14,24 @@ Bounded: the replica's reachability is checked first (a few seconds), and a repl
 cannot be read is skipped with a warning — the primary serves, the tasks stay in the
 replica, and a later start tries again. Workers of one server take turns through a lock
 beside the SQLite file, so that one restores while the others find the file there.
+
+A file handed over on this disk whose replica may not have heard of it (the process died
+between the move and Litestream's final sync) is shipped at the next start; once the
+replica confirmed it, the file records so (`todo_handover_replicated`), so that a kept
+disk does not run Litestream at every start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 from src.replication import Replication
@@ -35,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 # How long Litestream may take to pick the file up before its final sync ships it.
 _SHIP_READY_SECONDS = 30.0
+# How long listing the replica may take (per file) before the primary serves without it.
+_LIST_SECONDS = 5.0
+_MARK = "todo_handover_replicated"
 
 
 @asynccontextmanager
@@ -51,20 +62,22 @@ async def turn(path: Path) -> AsyncIterator[None]:
         os.close(fd)
 
 
-def restore_if_missing(config: ReplicaConfig, path: Path) -> bool:
-    """Restore `path` from its replica when the file is not here; True when the file is
-    here afterwards (it was, or it was restored). Never raises: a replica that cannot be
-    read, or no Litestream, is logged and answers False."""
+def restore_if_missing(config: ReplicaConfig, path: Path) -> str | None:
+    """Restore `path` from its replica when the file is not here: "present" (it was
+    here), "restored", or None (not here: nothing in the replica, or it could not be
+    read — logged). Never raises."""
     if path.is_file():
-        return True
+        return "present"
     if not config.valid:
-        return False
+        return None
     try:
         binary = litestream()
     except LitestreamUnavailable as error:
         logger.warning("An earlier fallback's replica was not looked at: %s", error)
-        return False
-    result = restore_database(config, path, binary)
+        return None
+    # Bounded tighter than a fallback's own restore: the primary is waiting to serve.
+    quick = dataclasses.replace(config, list_timeout=min(config.list_timeout, _LIST_SECONDS))
+    result = restore_database(quick, path, binary)
     if result.outcome == "restored":
         logger.info(
             "Restored an earlier fallback's file %s from %s (%s rows) to move its tasks",
@@ -72,7 +85,7 @@ def restore_if_missing(config: ReplicaConfig, path: Path) -> bool:
             config.masked_url,
             result.rows,
         )
-        return True
+        return "restored"
     if not result.safe_to_open:
         logger.warning(
             "The replica %s could not be read (%s): tasks an earlier fallback kept there "
@@ -80,22 +93,56 @@ def restore_if_missing(config: ReplicaConfig, path: Path) -> bool:
             config.masked_url,
             result.reason,
         )
-    return False
+        raise ReplicaUnreadable(result.reason or "unreadable")
+    return None
 
 
-def ship(config: ReplicaConfig, path: Path) -> None:
+class ReplicaUnreadable(Exception):
+    """The replica could not be read: the other files' replicas (the same endpoint) are
+    not tried at this start either."""
+
+
+def ship(config: ReplicaConfig, path: Path) -> bool:
     """Replicate `path` until Litestream's final sync, so that the replica holds what the
-    move changed. Bounded; never raises."""
+    move changed; True when a sync after the stop began was confirmed. Bounded; never
+    raises."""
     replication = Replication(config, path)
     try:
         replication.start()
         if not replication.wait_ready(_SHIP_READY_SECONDS):
             logger.warning(
                 "Litestream did not pick up %s within %g s; the replica %s may still hold "
-                "tasks that were moved (a later start finds them already moved).",
+                "tasks that were moved (the next start tries again).",
                 path.name,
                 _SHIP_READY_SECONDS,
                 config.masked_url,
             )
     finally:
+        stopping = datetime.now(UTC)
         replication.stop()
+    synced = replication.status().last_sync_at
+    return synced is not None and datetime.fromisoformat(synced) >= stopping
+
+
+def replicated(path: Path) -> bool:
+    """Whether the replica confirmed the hand-over of the file at `path`."""
+    try:
+        with closing(sqlite3.connect(path, timeout=5)) as db:
+            row = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_MARK,)
+            ).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None
+
+
+def mark_replicated(path: Path) -> None:
+    """Record that the replica holds the hand-over (written after Litestream stopped, so
+    only this disk's copy has it: a file restored from the replica is shipped no more
+    either, since what the replica holds is what was restored)."""
+    with closing(sqlite3.connect(path, timeout=5)) as db, db:
+        db.execute("CREATE TABLE IF NOT EXISTS todo_handover_replicated (at TEXT NOT NULL)")
+        db.execute(
+            "INSERT INTO todo_handover_replicated (at) VALUES (?)",
+            (datetime.now(UTC).isoformat(),),
+        )

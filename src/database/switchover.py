@@ -152,12 +152,18 @@ class Switchover:
         self.switching = True
         current = await manager.stop_serving()
         try:
-            fallback = current.engine if current is not None else None
-            if fallback is None:
-                location = await asyncio.to_thread(manager.sqlite_location)
-                fallback = create_database_engine(location.url, manager.settings)
-            else:
-                await _drained(fallback)
+            if current is None:
+                # The fallback had stopped serving already (the primary answered and was
+                # refused): its file is moved like an earlier run's, only if it stood in
+                # for this primary, and never created where it is missing.
+                await manager.fallback.replica.stop()
+                await self.merge_leftovers(primary)
+                manager.status.fallback_reason = None
+                manager.serve(primary, primary=True, outcome=outcome)
+                logger.info("Switched to the primary database")
+                return True
+            fallback = current.engine
+            await _drained(fallback)
             from src.database.promotion import move_tasks  # only once a fallback served
 
             try:
@@ -204,23 +210,37 @@ class Switchover:
                 if path.is_file():
                     await self._merge_file(primary, path)
                 continue
-            from src.database import replica_leftovers
+            from src.database import replica_leftovers as leftovers
 
             try:
-                async with replica_leftovers.turn(path):
-                    here = await asyncio.to_thread(
-                        replica_leftovers.restore_if_missing, replica, path
+                async with leftovers.turn(path):
+                    here = await asyncio.to_thread(leftovers.restore_if_missing, replica, path)
+                    if here is None:
+                        continue
+                    report = await self._merge_file(primary, path)
+                    if report is None:
+                        continue
+                    # A hand-over made here, or one an earlier run made on this disk and
+                    # may not have shipped (it died first): the replica must hear of it.
+                    unshipped = (
+                        report.earlier
+                        and here == "present"
+                        and not await asyncio.to_thread(leftovers.replicated, path)
                     )
-                    if here and await self._merge_file(primary, path):
-                        await asyncio.to_thread(replica_leftovers.ship, replica, path)
+                    if (report.handed_over or unshipped) and await asyncio.to_thread(
+                        leftovers.ship, replica, path
+                    ):
+                        await asyncio.to_thread(leftovers.mark_replicated, path)
+            except leftovers.ReplicaUnreadable:
+                break  # the other file's replica is on the same endpoint
             except OSError:
                 logger.warning(
                     "An earlier fallback's file %s could not be looked at", path, exc_info=True
                 )
 
-    async def _merge_file(self, primary: Engine, path: Path) -> bool:
+    async def _merge_file(self, primary: Engine, path: Path) -> PromotionReport | None:
         """Move the tasks of the fallback file `path` (if it is one for this primary) into
-        `primary`; True when this handed the file over (so the file changed)."""
+        `primary`; the report, or None when the move failed (logged)."""
         manager = self.manager
         url = manager.primary_url
         assert url is not None
@@ -236,13 +256,13 @@ class Switchover:
             )
         except Exception:
             logger.exception("Moving an earlier fallback's tasks into the primary failed")
-            return False
+            return None
         finally:
             await asyncio.to_thread(fallback.dispose)
         if report.seen:
             manager.status.promotion = report.describe()
             logger.info("Moved an earlier fallback's tasks: %s", report.describe())
-        return report.handed_over
+        return report
 
 
 async def _drained(engine: Engine) -> None:
