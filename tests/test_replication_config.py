@@ -148,6 +148,27 @@ def test_a_secret_in_the_query_is_never_shown(secret: str, where: str, key: str)
     assert "minio.example:9000" in config.masked_url  # the endpoint's host stays visible
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    head=st.text(alphabet="abcXYZ0129", min_size=2, max_size=8),
+    cut=st.sampled_from("/?#"),
+    tail=st.text(alphabet="abcXYZ0129", min_size=2, max_size=8),
+    scheme=st.sampled_from(["sftp", "webdavs", "nats", "s3"]),
+)
+def test_an_unencoded_password_that_cuts_the_url_is_never_shown(
+    head: str, cut: str, tail: str, scheme: str
+) -> None:
+    """`/`, `?` or `#` in a password pasted unencoded end the authority early for a
+    parser: the message must still not quote any piece of it."""
+    password = f"Zq{head}{cut}{tail}"
+    raw = f"{scheme}://alice:{password}@127.0.0.1:2222/path"
+    _, errors = parse(raw)
+    config = replica_config(_settings(sqlite_replica_url=raw))
+    assert config is not None
+    shown = " ".join([mask(raw), config.masked_url, *errors, *config.errors])
+    assert f"Zq{head}" not in shown and f"{tail}@" not in shown
+
+
 def test_the_known_options_stay_visible() -> None:
     raw = "s3://bucket/todo?endpoint=https://minio.example:9000&region=auto&forcePathStyle=true"
     assert mask(raw) == raw

@@ -74,6 +74,11 @@ def mask(raw: str) -> str:
     if match is None:
         return MASK if value else ""
     scheme, authority, rest = match.groups()
+    if "@" not in authority and ":" in authority and "@" in rest:
+        # A password with an unencoded `/`, `?` or `#` ends the authority early for a
+        # parser; for display the userinfo runs to the `@` (what cannot be told apart
+        # from it is masked with it).
+        return mask(f"{scheme}{MASK}@{(authority + rest).partition('@')[2]}")
     if "@" in authority:
         user_host = authority.rsplit("@", 1)
         keep = user_host[0].split(":", 1)[0] if scheme.lower().startswith("abs") else MASK
@@ -141,7 +146,13 @@ def parse(raw: str) -> tuple[ReplicaURL | None, list[str]]:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:
-        return None, [f"SQLITE_REPLICA_URL {shown!r} is not a valid URL ({exc})."]
+        # The parser's words may quote a piece of a password that holds a `/`, `?` or `#`.
+        why = (
+            "a password with '/', '?', '#' or '@' must be percent-encoded"
+            if "@" in value
+            else str(exc)
+        )
+        return None, [f"SQLITE_REPLICA_URL {shown!r} is not a valid URL ({why})."]
     query = tuple(parse_qsl(parts.query, keep_blank_values=True))
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
