@@ -335,6 +335,10 @@ def test_a_hand_over_the_replica_missed_is_shipped_at_the_next_start(
         listed = client.get("/api/alice/tasks", headers=ALICE).json()
         gone = next(t["id"] for t in listed if t["title"] == "deleted later")
         assert client.delete(f"/api/alice/tasks/{gone}", headers=ALICE).status_code == 204
+    # The replica confirmed it: a start on this same disk does not ship it again.
+    from src.database.replica_leftovers import replicated
+
+    assert replicated(tmp_path / "todo.db")
     _wipe(tmp_path)
     with running_app(_settings(tmp_path, url, **replica)) as (_, client):
         report = wait_ready(client)
