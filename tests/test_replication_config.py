@@ -3,6 +3,7 @@ what is refused and why, what is masked, what never leaves the process."""
 
 from __future__ import annotations
 
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -250,6 +251,32 @@ def test_the_config_file_is_private_literal_yaml(tmp_path: Path) -> None:
         assert env["HOME"] == str(path.parent)
         kept = path.parent
     assert not kept.exists()
+
+
+def test_a_killed_process_run_directory_is_swept(tmp_path: Path) -> None:
+    """SIGKILL skips the cleanup of a run directory (whose YAML may hold credentials):
+    the next run removes those of processes that are gone, and no other."""
+    import os
+    import tempfile
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    root = Path(tempfile.gettempdir())
+    orphan = root / f"todo-litestream-{gone.pid}-test"
+    alive = root / f"todo-litestream-{os.getpid()}-test"
+    for directory in (orphan, alive):
+        directory.mkdir(mode=0o700)
+        (directory / "litestream.yml").write_text("secret")
+    try:
+        config = replica_config(_settings(sqlite_replica_url=f"file://{tmp_path}/replica"))
+        assert config is not None
+        with run_directory(config, tmp_path / "todo.db"):
+            pass
+        assert not orphan.exists()
+        assert alive.exists()
+    finally:
+        for directory in (orphan, alive):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_litestream_comes_from_the_pinned_wheel(tmp_path: Path) -> None:

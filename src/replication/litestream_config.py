@@ -22,6 +22,32 @@ from src.replication.config import ReplicaConfig
 _BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
+_PREFIX = "todo-litestream-"
+
+
+def _sweep_orphans() -> None:
+    """Remove the run directories of processes that are gone: a process killed outright
+    (SIGKILL, OOM) never ran its cleanup, and some replica types' YAML holds credentials.
+    Only this user's, and only those whose process no longer exists."""
+    root = Path(tempfile.gettempdir())
+    try:
+        candidates = list(root.glob(f"{_PREFIX}*-*"))
+    except OSError:
+        return
+    for directory in candidates:
+        pid_text = directory.name.removeprefix(_PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            if directory.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except OSError:
+            continue  # alive under another user, or not ours to look at
+
+
 def _duration(seconds: float) -> str:
     return f"{max(1, round(seconds * 1000))}ms"
 
@@ -65,7 +91,8 @@ def run_directory(
     config: ReplicaConfig, db_path: Path, *, shutdown_sync_timeout: float = 5.0
 ) -> Iterator[tuple[Path, dict[str, str]]]:
     """A private directory holding `litestream.yml`; yields (config path, environment)."""
-    directory = Path(tempfile.mkdtemp(prefix="todo-litestream-"))
+    _sweep_orphans()
+    directory = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
     try:
         path = directory / "litestream.yml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
