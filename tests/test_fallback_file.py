@@ -375,3 +375,27 @@ def test_a_refused_primary_that_becomes_usable_never_takes_the_apps_own_tasks(
         wait_state(client, "PRIMARY_CONNECTED", timeout=90)
     assert _titles_in(tmp_path / "todo.db") == ["mine"]
     assert _primary_titles(stoppable_cluster, database) == ["during the refusal"]
+
+
+def test_workers_after_the_first_skip_a_replica_found_unreadable(
+    tmp_path: Path, refused_port: int
+) -> None:
+    """Each worker waiting out the same unreachable endpoint in turn held the last one's
+    start for several listings: after one found it unreadable, the others skip it."""
+    from src.database import replica_leftovers
+    from src.replication import replica_config
+
+    settings = _settings(
+        tmp_path,
+        sqlite_replica_url=f"s3://b/todo?endpoint=http://127.0.0.1:{refused_port}&region=x",
+        aws_access_key_id="key",
+        aws_secret_access_key="secret",
+    )
+    config = replica_config(settings)
+    assert config is not None and config.valid
+    path = tmp_path / "todo.db"
+    with pytest.raises(replica_leftovers.ReplicaUnreadable):
+        replica_leftovers.restore_if_missing(config, path)
+    with pytest.raises(replica_leftovers.ReplicaUnreadable, match="another worker"):
+        replica_leftovers.restore_if_missing(config, path)
+    assert not path.exists()

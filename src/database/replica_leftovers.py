@@ -24,11 +24,13 @@ disk does not run Litestream at every start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from datetime import UTC, datetime
@@ -46,6 +48,9 @@ _SHIP_READY_SECONDS = 30.0
 # How long listing the replica may take (per file) before the primary serves without it.
 _LIST_SECONDS = 5.0
 _MARK = "todo_handover_replicated"
+# After one worker found the replica unreadable, the others of the same start skip it
+# for this long instead of each waiting out the listing in turn.
+_UNREADABLE_SKIP_SECONDS = 60.0
 
 
 @asynccontextmanager
@@ -70,6 +75,11 @@ def restore_if_missing(config: ReplicaConfig, path: Path) -> str | None:
         return "present"
     if not config.valid:
         return None
+    note = path.with_name(f".{path.name}-replication-leftovers.unreadable")
+    with contextlib.suppress(OSError):
+        if time.time() - note.stat().st_mtime < _UNREADABLE_SKIP_SECONDS:
+            # Another worker of this start waited for it just now: the same endpoint.
+            raise ReplicaUnreadable("found unreadable by another worker moments ago")
     try:
         binary = litestream()
     except LitestreamUnavailable as error:
@@ -80,13 +90,15 @@ def restore_if_missing(config: ReplicaConfig, path: Path) -> str | None:
     result = restore_database(quick, path, binary)
     if result.outcome == "restored":
         logger.info(
-            "Restored an earlier fallback's file %s from %s (%s rows) to move its tasks",
+            "Restored %s from %s (%s rows) to look for an earlier fallback's tasks",
             path.name,
             config.masked_url,
             result.rows,
         )
         return "restored"
     if not result.safe_to_open:
+        with contextlib.suppress(OSError):
+            note.touch(mode=0o600)
         logger.warning(
             "The replica %s could not be read (%s): tasks an earlier fallback kept there "
             "are not moved into the primary at this start.",
