@@ -231,6 +231,25 @@ def test_the_fallbacks_own_file_has_its_own_replica(
         stoppable_cluster.start()
 
 
+def _replicated_outage(
+    tmp_path: Path, cluster: PgCluster, *titles: str
+) -> tuple[str, str, dict[str, str]]:
+    """A primary down at start, a replicated fallback given `titles`, the primary back:
+    (its database, its URL, the replica setting)."""
+    database = cluster.new_database("todo_outage")
+    url = cluster.url(database)
+    replica = {"sqlite_replica_url": f"file://{tmp_path}/replica"}
+    cluster.stop()
+    try:
+        with running_app(_settings(tmp_path, url, **replica)) as (_, client):
+            assert wait_ready(client)["fallback_active"] is True
+            for title in titles:
+                _create(client, title)
+    finally:
+        cluster.start()
+    return database, url, replica
+
+
 def test_a_fallback_only_its_replica_holds_moves_at_the_next_start(
     tmp_path: Path, stoppable_cluster: PgCluster
 ) -> None:
@@ -238,17 +257,9 @@ def test_a_fallback_only_its_replica_holds_moves_at_the_next_start(
     fallback's tasks come back from its replica and move into the primary before it
     serves; the replica then holds the hand-over, so the next wiped start moves nothing
     and a task deleted in the primary stays deleted."""
-    database = stoppable_cluster.new_database("todo_replica_leftovers")
-    url = stoppable_cluster.url(database)
-    replica = {"sqlite_replica_url": f"file://{tmp_path}/replica"}
-    stoppable_cluster.stop()
-    try:
-        with running_app(_settings(tmp_path, url, **replica)) as (_, client):
-            assert wait_ready(client)["fallback_active"] is True
-            _create(client, "during the outage")
-            _create(client, "deleted later")
-    finally:
-        stoppable_cluster.start()
+    database, url, replica = _replicated_outage(
+        tmp_path, stoppable_cluster, "during the outage", "deleted later"
+    )
     _wipe(tmp_path)
     with running_app(_settings(tmp_path, url, **replica)) as (_, client):
         report = wait_ready(client)
@@ -300,17 +311,9 @@ def test_a_hand_over_the_replica_missed_is_shipped_at_the_next_start(
     from src.database.promotion import move_tasks
     from src.database.sqlite_locator import locate_for
 
-    database = stoppable_cluster.new_database("todo_unshipped")
-    url = stoppable_cluster.url(database)
-    replica = {"sqlite_replica_url": f"file://{tmp_path}/replica"}
-    stoppable_cluster.stop()
-    try:
-        with running_app(_settings(tmp_path, url, **replica)) as (_, client):
-            assert wait_ready(client)["fallback_active"] is True
-            _create(client, "deleted later")
-            _create(client, "kept")
-    finally:
-        stoppable_cluster.start()
+    database, url, replica = _replicated_outage(
+        tmp_path, stoppable_cluster, "deleted later", "kept"
+    )
     # The move as a dying process made it: the file handed over, the replica untold.
     settings = _settings(tmp_path, url, **replica)
     migrate = subprocess.run(
