@@ -53,6 +53,11 @@ _MARK = "todo_handover_replicated"
 _UNREADABLE_SKIP_SECONDS = 60.0
 
 
+class ReplicaUnreadable(Exception):
+    """The replica could not be read: the other files' replicas (the same endpoint) are
+    not tried at this start either."""
+
+
 @asynccontextmanager
 async def turn(path: Path) -> AsyncIterator[None]:
     """One worker at a time restores and moves `path` (an exclusive `flock` beside it,
@@ -69,8 +74,9 @@ async def turn(path: Path) -> AsyncIterator[None]:
 
 def restore_if_missing(config: ReplicaConfig, path: Path) -> str | None:
     """Restore `path` from its replica when the file is not here: "present" (it was
-    here), "restored", or None (not here: nothing in the replica, or it could not be
-    read — logged). Never raises."""
+    here), "restored", or None (not here: nothing in the replica, or no Litestream).
+    Raises ReplicaUnreadable (logged) when the replica could not be read, now or by
+    another worker moments ago."""
     if path.is_file():
         return "present"
     if not config.valid:
@@ -107,11 +113,6 @@ def restore_if_missing(config: ReplicaConfig, path: Path) -> str | None:
         )
         raise ReplicaUnreadable(result.reason or "unreadable")
     return None
-
-
-class ReplicaUnreadable(Exception):
-    """The replica could not be read: the other files' replicas (the same endpoint) are
-    not tried at this start either."""
 
 
 def ship(config: ReplicaConfig, path: Path) -> bool:

@@ -171,7 +171,7 @@ class Switchover:
             except Exception:
                 logger.exception("Moving the fallback's tasks into the primary failed")
                 await asyncio.to_thread(primary.dispose)
-                if current is not None and not self.handed_over:
+                if not self.handed_over:
                     manager.serve(current.engine, primary=False, outcome=outcome)
                 return False
             manager.status.promotion = report.describe()
